@@ -1,0 +1,152 @@
+using System.Text;
+using TsCgnat.Firewall.Formats;
+
+namespace TsCgnat.Firewall.Rules;
+
+/// <summary>
+/// Pure diff between what we want and what the kernel has, as restore input. Nothing here runs a
+/// process; the same inputs always give the same plan (the Felix table model: desired and actual as
+/// two plain values, one transaction for the difference).
+/// </summary>
+public static class Planner
+{
+    /// <summary>
+    /// <c>iptables-restore --noflush</c> input that turns <paramref name="actual"/> into
+    /// <paramref name="desired"/> for the tables we manage, or null when they already match.
+    /// </summary>
+    /// <param name="desired">Our tables for this family and back end; empty to remove everything of ours.</param>
+    public static string? Iptables(IReadOnlyList<DesiredTable> desired, SavedRuleset actual)
+    {
+        var output = new StringBuilder();
+        foreach (var tableName in new[] { "filter", "nat" })
+        {
+            var want = desired.FirstOrDefault(t => t.Name == tableName);
+            var lines = Table(want, actual.Table(tableName));
+            if (lines.Count == 0)
+            {
+                continue;
+            }
+
+            output.Append('*').Append(tableName).Append('\n');
+            foreach (var line in lines)
+            {
+                output.Append(line).Append('\n');
+            }
+
+            output.Append("COMMIT\n");
+        }
+
+        return output.Length == 0 ? null : output.ToString();
+    }
+
+    /// <summary>The restore lines for one table, in an order the kernel accepts within one commit.</summary>
+    public static List<string> Table(DesiredTable? desired, SavedTable actual)
+    {
+        var wantedChains = desired?.Chains ?? new Dictionary<string, IReadOnlyList<string>>();
+        var wantedHooks = desired?.Hooks ?? [];
+
+        // Our chains whose content differs (or that are missing) are declared, which in --noflush mode
+        // creates or flushes them, and then written whole. Stale ones of ours are declared to flush them.
+        var rewrite = wantedChains
+            .Where(c => !actual.HasChain(c.Key) || !actual.Rules(c.Key).SequenceEqual(c.Value, StringComparer.Ordinal))
+            .Select(c => c.Key)
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        var stale = actual.Chains.Keys
+            .Where(c => Names.IsOurs(c) && !wantedChains.ContainsKey(c))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+
+        var deletes = new List<string>();
+        var inserts = new List<string>();
+        foreach (var (chain, rules) in actual.Chains.Where(c => !Names.IsOurs(c.Key)).OrderBy(c => c.Key, StringComparer.Ordinal))
+        {
+            var wanted = wantedHooks.Where(h => h.Chain == chain).Select(h => h.Rule).ToHashSet(StringComparer.Ordinal);
+            var kept = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var rule in rules.Where(Names.IsOurHook))
+            {
+                // A wanted hook is kept once; duplicates and hooks we no longer want go.
+                if (!wanted.Contains(rule) || !kept.Add(rule))
+                {
+                    deletes.Add($"-D {chain} {rule}");
+                }
+            }
+        }
+
+        foreach (var hook in wantedHooks)
+        {
+            // Inserted at the top when missing, never moved once present: another tool that also
+            // wants position 1 (as tailscaled's mode "on" does) must not start a tug of war with us.
+            if (!actual.Rules(hook.Chain).Contains(hook.Rule, StringComparer.Ordinal))
+            {
+                inserts.Add($"-I {hook.Chain} 1 {hook.Rule}");
+            }
+        }
+
+        var lines = new List<string>();
+        lines.AddRange(rewrite.Concat(stale).Select(c => $":{c} - [0:0]"));
+        lines.AddRange(deletes);
+        foreach (var chain in rewrite)
+        {
+            lines.AddRange(wantedChains[chain].Select(rule => $"-A {chain} {rule}"));
+        }
+
+        lines.AddRange(inserts);
+        lines.AddRange(stale.Select(c => $"-X {c}"));
+        return lines;
+    }
+
+    /// <summary>
+    /// <c>ipset restore</c> input that makes our sets exactly <paramref name="desired"/>: missing sets are
+    /// created and filled; a set whose members differ is rebuilt in a staging set and swapped in, so
+    /// packets see either the old or the new list, never half of it. Null when nothing differs.
+    /// </summary>
+    public static string? IpsetUpdate(IReadOnlyList<DesiredSet> desired, IReadOnlyDictionary<string, SavedSet> actual)
+    {
+        var output = new StringBuilder();
+        foreach (var set in desired)
+        {
+            if (actual.TryGetValue(set.Name, out var have) && have.Type == set.Type && have.Members.SetEquals(set.Members))
+            {
+                continue;
+            }
+
+            if (have is not null && have.Type != set.Type)
+            {
+                throw new InvalidOperationException(
+                    $"ipset set {set.Name} exists with type {have.Type}, not {set.Type}; run 'ts-cgnat-agent cleanup' and apply again");
+            }
+
+            var target = have is null ? set.Name : set.Name + Names.StagingSuffix;
+            output.Append("create ").Append(target).Append(' ').Append(set.Type).Append(" family inet maxelem 65536\n");
+            foreach (var member in set.Members)
+            {
+                output.Append("add ").Append(target).Append(' ').Append(member).Append('\n');
+            }
+
+            if (have is not null)
+            {
+                output.Append("swap ").Append(target).Append(' ').Append(set.Name).Append('\n');
+                output.Append("destroy ").Append(target).Append('\n');
+            }
+        }
+
+        return output.Length == 0 ? null : output.ToString();
+    }
+
+    /// <summary>
+    /// <c>ipset restore</c> input destroying our sets that are not wanted, or null when there are none.
+    /// Staging sets left by an interrupted run are never referenced by a rule, so they go first
+    /// (<paramref name="staging"/> true, before <see cref="IpsetUpdate"/>); the others only after the
+    /// rules that referenced them are gone (<paramref name="staging"/> false).
+    /// </summary>
+    public static string? IpsetDestroy(IReadOnlyList<DesiredSet> desired, IReadOnlyDictionary<string, SavedSet> actual, bool staging)
+    {
+        var wanted = desired.Select(s => s.Name).ToHashSet(StringComparer.Ordinal);
+        var stale = actual.Keys
+            .Where(n => Names.IsOurs(n) && !wanted.Contains(n) && n.EndsWith(Names.StagingSuffix, StringComparison.Ordinal) == staging)
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        return stale.Count == 0 ? null : string.Concat(stale.Select(n => $"destroy {n}\n"));
+    }
+}

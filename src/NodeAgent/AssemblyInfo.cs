@@ -1,0 +1,2 @@
+// The agent manages Linux netfilter; it runs nowhere else.
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]

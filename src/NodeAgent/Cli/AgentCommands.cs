@@ -1,0 +1,292 @@
+using System.CommandLine;
+using System.Reflection;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using TsCgnat.Api;
+using TsCgnat.Firewall;
+using TsCgnat.Firewall.Model;
+using TsCgnat.Firewall.Processes;
+using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.State;
+
+namespace TsCgnat.NodeAgent.Cli;
+
+/// <summary>Exit codes of design section 7.</summary>
+public static class ExitCodes
+{
+    public const int Done = 0;
+    public const int Failure = 1;
+    public const int InvalidInput = 2;
+}
+
+/// <summary>The <c>ts-cgnat-agent</c> command line.</summary>
+public static class AgentCommands
+{
+    private static readonly Option<string[]> PolicyFile = new("--policy-file")
+    {
+        Description = "A policy file (one or more CgnatAllowPolicy YAML documents) or a directory of *.yaml files. Repeatable.",
+        AllowMultipleArgumentsPerToken = false,
+    };
+
+    private static readonly Option<string> StateDir = new("--state-dir")
+    {
+        Description = "Where the last applied state is kept for the fail-static start.",
+        DefaultValueFactory = _ => "/var/lib/ts-cgnat",
+    };
+
+    private static readonly Option<string> Strategy = new("--strategy")
+    {
+        Description = "How exemptions are wired to Tailscale's chains: auto picks from what it detects; indirect needs tailscaled in --netfilter-mode=nodivert.",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    private static readonly Option<string> TailscaleInterface = new("--tailscale-interface")
+    {
+        Description = "tailscaled's tun interface (tailscaled --tun).",
+        DefaultValueFactory = _ => "tailscale0",
+    };
+
+    private static readonly Option<string?> Backend = new("--backend")
+    {
+        Description = "Force the iptables back end (legacy or nft) instead of detecting the one tailscaled uses.",
+    };
+
+    private static readonly Option<string?> Netns = new("--netns")
+    {
+        Description = "Run the firewall commands inside this named network namespace (ip netns) while the agent stays outside.",
+    };
+
+    private static readonly Option<string?> NodeName = new("--node-name")
+    {
+        Description = "This node's name, for logs (cluster mode: defaults to NODE_NAME).",
+    };
+
+    private static readonly Option<int> ResyncSeconds = new("--resync-interval")
+    {
+        Description = "Seconds between full resyncs, the safety net behind file and signal triggers.",
+        DefaultValueFactory = _ => 30,
+    };
+
+    private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be written; write nothing." };
+
+    public static RootCommand Build()
+    {
+        Strategy.AcceptOnlyFromAmong("auto", "indirect");
+        Backend.AcceptOnlyFromAmong("legacy", "nft");
+        TailscaleInterface.Validators.Add(r =>
+        {
+            if (PolicyValidator.CheckInterfaceName(r.GetValueOrDefault<string>()) is { } problem)
+            {
+                r.AddError($"--tailscale-interface {problem}");
+            }
+        });
+        ResyncSeconds.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 1 or > 86400)
+            {
+                r.AddError("--resync-interval must be between 1 and 86400 seconds");
+            }
+        });
+
+        var run = new Command("run", "Keep this host's rules matching the policies (host mode with --policy-file; cluster mode is not built yet).")
+        {
+            PolicyFile, NodeName, Strategy, StateDir, TailscaleInterface, Backend, Netns, ResyncSeconds,
+        };
+        run.SetAction((parse, ct) => RunAsync(parse, ct));
+
+        var apply = new Command("apply", "One reconcile from policy files; prints what it found and wrote.")
+        {
+            PolicyFile, DryRun, Strategy, StateDir, TailscaleInterface, Backend, Netns,
+        };
+        apply.SetAction((parse, ct) => ApplyAsync(parse, ct));
+
+        var cleanup = new Command("cleanup", "Remove every chain, rule and set the agent created, in every back end and family, and the cached state.")
+        {
+            StateDir, Netns,
+        };
+        cleanup.SetAction((parse, ct) => CleanupAsync(parse, ct));
+
+        var version = new Command("version", "Print the version.");
+        version.SetAction(_ =>
+        {
+            Console.WriteLine($"ts-cgnat-agent {VersionText()}");
+            return ExitCodes.Done;
+        });
+
+        return new RootCommand("ts-cgnat-agent: exempts chosen CGNAT sources from Tailscale's firewall drop, precisely and durably.")
+        {
+            run, apply, cleanup, version,
+        };
+    }
+
+    public static async Task<int> InvokeAsync(string[] args)
+    {
+        var parse = Build().Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors)
+            {
+                await Console.Error.WriteLineAsync($"error: {error.Message}");
+            }
+
+            await Console.Error.WriteLineAsync("run 'ts-cgnat-agent --help' for usage");
+            return ExitCodes.InvalidInput;
+        }
+
+        return await parse.InvokeAsync();
+    }
+
+    public static string VersionText() =>
+        typeof(AgentCommands).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+
+    private static FirewallSettings Settings(ParseResult parse) => new(
+        parse.GetValue(TailscaleInterface)!,
+        parse.GetValue(Backend) switch { "legacy" => IptablesBackend.Legacy, "nft" => IptablesBackend.Nft, _ => null });
+
+    private static ICommandRunner Runner(ParseResult parse) =>
+        parse.GetValue(Netns) is { } netns ? new NetnsRunner(new ProcessRunner(), netns) : new ProcessRunner();
+
+    /// <summary>Loads the policy files, or prints every problem and returns null (nothing is applied then).</summary>
+    private static PolicySet? LoadPolicies(ParseResult parse)
+    {
+        var paths = parse.GetValue(PolicyFile) ?? [];
+        if (paths.Length == 0)
+        {
+            Console.Error.WriteLine("error: --policy-file is required");
+            return null;
+        }
+
+        var set = PolicyFiles.Load(paths);
+        if (!set.IsValid)
+        {
+            Console.Error.WriteLine($"error: {set.Problems.Count} problem(s) in the policy files; nothing was applied and the host's rules are unchanged:");
+            foreach (var problem in set.Problems)
+            {
+                Console.Error.WriteLine($"  {problem}");
+            }
+
+            return null;
+        }
+
+        return set;
+    }
+
+    private static async Task<int> ApplyAsync(ParseResult parse, CancellationToken cancellationToken)
+    {
+        var set = LoadPolicies(parse);
+        if (set is null)
+        {
+            return ExitCodes.InvalidInput;
+        }
+
+        var dryRun = parse.GetValue(DryRun);
+        var reconciler = new Reconciler(
+            new HostFirewall(Runner(parse)), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!), TimeProvider.System, NullLogger.Instance);
+        try
+        {
+            var result = await reconciler.ApplyAsync([.. set.Policies.Select(p => p.Valid)], dryRun, cancellationToken);
+            Report(result, set);
+            if (dryRun)
+            {
+                Console.Write(result.Plan.Describe());
+            }
+            else
+            {
+                Console.WriteLine(result.Wrote
+                    ? $"applied: {Steps(result.Plan)} in {result.Elapsed.TotalMilliseconds:F0} ms"
+                    : "in sync: nothing written");
+            }
+
+            return ExitCodes.Done;
+        }
+        catch (Exception e) when (e is FirewallWriteException or InvalidOperationException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return ExitCodes.Failure;
+        }
+    }
+
+    private static async Task<int> CleanupAsync(ParseResult parse, CancellationToken cancellationToken)
+    {
+        var firewall = new HostFirewall(Runner(parse));
+        try
+        {
+            var result = await firewall.ReconcileAsync(null, new FirewallSettings(), null, dryRun: false, cancellationToken);
+            new AppliedStateCache(parse.GetValue(StateDir)!).Delete();
+            Console.WriteLine(result.Wrote ? $"removed: {Steps(result.Plan)}" : "nothing of ours was left");
+            return ExitCodes.Done;
+        }
+        catch (Exception e) when (e is FirewallWriteException or InvalidOperationException or IOException)
+        {
+            Console.Error.WriteLine($"error: {e.Message}");
+            return ExitCodes.Failure;
+        }
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken)
+    {
+        var paths = parse.GetValue(PolicyFile) ?? [];
+        if (paths.Length == 0)
+        {
+            Console.Error.WriteLine("error: cluster mode (run without --policy-file) is not built yet; give --policy-file for host mode");
+            return ExitCodes.InvalidInput;
+        }
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(sp => new HostFirewall(Runner(parse), sp.GetRequiredService<ILogger<HostFirewall>>()));
+        builder.Services.AddSingleton(sp => new Reconciler(
+            sp.GetRequiredService<HostFirewall>(), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!),
+            TimeProvider.System, sp.GetRequiredService<ILogger<Reconciler>>()));
+        builder.Services.AddSingleton(new HostModeOptions(paths, TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds))));
+        builder.Services.AddHostedService<HostModeAgent>();
+        using var host = builder.Build();
+        host.Services.GetRequiredService<ILogger<HostModeAgent>>().LogInformation(
+            "ts-cgnat-agent {Version} host mode on {Node}: policies from {Paths}",
+            VersionText(), parse.GetValue(NodeName) ?? Environment.MachineName, string.Join(", ", paths));
+        await host.RunAsync(cancellationToken);
+        return ExitCodes.Done;
+    }
+
+    private static void Report(ReconcileResult result, PolicySet set)
+    {
+        var plan = result.Plan;
+        Console.WriteLine($"back end: {Tools.Name(plan.Backend.Backend)} ({plan.Backend.Reason})");
+        foreach (var (family, ts) in plan.Tailscale)
+        {
+            Console.WriteLine($"tailscale {family}: {ts.Mode}" + (ts.Input ? $", ts-input has {ts.InputRules} rules" : ""));
+        }
+
+        Console.WriteLine($"stateful filtering: {(plan.Stateful ? "on" : "off")}");
+        Console.WriteLine($"policies: {string.Join(", ", set.Policies.Select(p => $"{p.Valid.Name} ({p.Valid.AllowedSources.Count} allowed sources, {p.Valid.RoutedSubnets.Count} routed subnets)"))}");
+        foreach (var warning in plan.Warnings)
+        {
+            Console.Error.WriteLine($"warning: {warning}");
+        }
+    }
+
+    private static string Steps(FirewallPlan plan)
+    {
+        var steps = new List<string>();
+        if (plan.IpsetDestroyStaging is not null || plan.IpsetUpdate is not null)
+        {
+            steps.Add("ipset sets");
+        }
+
+        steps.AddRange(plan.Restores.Select(s => $"{Tools.Restore(s.Backend, s.Family)}"));
+        if (plan.IpsetDestroyStale is not null)
+        {
+            steps.Add("ipset removals");
+        }
+
+        return string.Join(", ", steps);
+    }
+}

@@ -1,0 +1,93 @@
+using Microsoft.Extensions.Logging;
+using TsCgnat.Api;
+using TsCgnat.Firewall;
+using TsCgnat.Firewall.Model;
+using TsCgnat.NodeAgent.State;
+
+namespace TsCgnat.NodeAgent.HostMode;
+
+/// <summary>
+/// One idempotent step: make the host match a set of policies, and remember what was applied.
+/// Everything that wants a change (a file, a signal, the resync timer) only calls this again.
+/// </summary>
+public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings, AppliedStateCache cache, TimeProvider time, ILogger logger)
+{
+    private AppliedState? _saved;
+
+    /// <summary>tailscaled's stateful filtering as last seen; seeds the planner while ts-forward is being rebuilt.</summary>
+    public bool? Stateful { get; private set; }
+
+    /// <summary>Applies the cache, if any, before anything else (the fail-static start). Returns the cached policies' exemptions.</summary>
+    public async Task<Exemptions?> ApplyCacheAsync(CancellationToken cancellationToken)
+    {
+        AppliedState? state;
+        try
+        {
+            state = cache.Load();
+        }
+        catch (InvalidDataException e)
+        {
+            logger.LogError("{Problem}", e.Message);
+            return null;
+        }
+
+        if (state is null)
+        {
+            logger.LogInformation("no cached state in {Path}; nothing to restore before the policies are read", cache.Path);
+            return null;
+        }
+
+        _saved = state;
+        Stateful = state.Stateful;
+        var exemptions = state.ToExemptions();
+        var result = await firewall.ReconcileAsync(exemptions, settings, Stateful, dryRun: false, cancellationToken);
+        logger.LogInformation(
+            "restored the cached state of {AppliedAt:O} ({Policies} policies) before reading policies: {Outcome}",
+            state.AppliedAt, state.Policies.Count, result.Wrote ? "rules written" : "rules already in place");
+        return exemptions;
+    }
+
+    /// <summary>Makes the host match <paramref name="policies"/>; writes nothing when it already does.</summary>
+    public async Task<ReconcileResult> ApplyAsync(IReadOnlyList<ValidatedPolicy> policies, bool dryRun, CancellationToken cancellationToken)
+    {
+        var exemptions = Exemptions.From(policies);
+        var result = await firewall.ReconcileAsync(exemptions, settings, Stateful ?? Cached()?.Stateful, dryRun, cancellationToken);
+        if (dryRun)
+        {
+            return result;
+        }
+
+        Stateful = result.Plan.Tailscale[IpFamily.V4].Stateful ?? Stateful;
+        var state = AppliedState.From(policies, exemptions, Stateful, time.GetUtcNow());
+        if (!SameAsSaved(state))
+        {
+            cache.Save(state);
+            _saved = state;
+        }
+
+        return result;
+    }
+
+    private AppliedState? Cached()
+    {
+        try
+        {
+            return _saved ??= cache.Load();
+        }
+        catch (InvalidDataException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The cache is rewritten only when what it says changes, so an idle resync does no disk I/O.</summary>
+    private bool SameAsSaved(AppliedState state)
+    {
+        var saved = Cached();
+        return saved is not null
+            && saved.Stateful == state.Stateful
+            && saved.Policies.Select(p => (p.Name, p.Generation)).SequenceEqual(state.Policies.Select(p => (p.Name, p.Generation)))
+            && saved.AllowedSources.Select(s => s.Cidr + "|" + string.Join(',', s.Interfaces)).SequenceEqual(state.AllowedSources.Select(s => s.Cidr + "|" + string.Join(',', s.Interfaces)), StringComparer.Ordinal)
+            && saved.RoutedSubnets.SequenceEqual(state.RoutedSubnets, StringComparer.Ordinal);
+    }
+}

@@ -1,0 +1,3 @@
+using TsCgnat.NodeAgent.Cli;
+
+return await AgentCommands.InvokeAsync(args);

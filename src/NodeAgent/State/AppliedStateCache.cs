@@ -1,0 +1,133 @@
+using System.Net;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using TsCgnat.Api;
+using TsCgnat.Firewall.Model;
+
+namespace TsCgnat.NodeAgent.State;
+
+/// <summary>The last desired state this node applied, as kept on disk for the fail-static start.</summary>
+public sealed class AppliedState
+{
+    public int Version { get; set; } = 1;
+
+    public List<AppliedPolicy> Policies { get; set; } = [];
+
+    public List<AppliedSource> AllowedSources { get; set; } = [];
+
+    public List<string> RoutedSubnets { get; set; } = [];
+
+    /// <summary>tailscaled's stateful filtering as last seen, for the moments its chains are empty.</summary>
+    public bool? Stateful { get; set; }
+
+    public DateTimeOffset AppliedAt { get; set; }
+
+    public static AppliedState From(IReadOnlyList<ValidatedPolicy> policies, Exemptions exemptions, bool? stateful, DateTimeOffset now) => new()
+    {
+        Policies = [.. policies.Select(p => new AppliedPolicy { Name = p.Name, Generation = p.Generation })],
+        AllowedSources = [.. exemptions.Sources.Select(s => new AppliedSource { Cidr = s.Cidr.ToString(), Interfaces = [.. s.Interfaces] })],
+        RoutedSubnets = [.. exemptions.RoutedSubnets.Select(s => s.ToString())],
+        Stateful = stateful,
+        AppliedAt = now,
+    };
+
+    /// <summary>Checks the cached entries again: the file is input like any other and is not trusted.</summary>
+    public Exemptions ToExemptions()
+    {
+        var sources = new List<SourceExemption>();
+        foreach (var source in AllowedSources)
+        {
+            var prefix = Checked(source.Cidr);
+            foreach (var name in source.Interfaces)
+            {
+                if (PolicyValidator.CheckInterfaceName(name) is { } problem)
+                {
+                    throw new InvalidDataException($"allowedSources interface {problem}");
+                }
+            }
+
+            sources.Add(new SourceExemption(prefix, source.Interfaces));
+        }
+
+        return new Exemptions(sources, [.. RoutedSubnets.Select(Checked)]);
+    }
+
+    private static IPNetwork Checked(string cidr) =>
+        CgnatPrefix.Check(cidr, allowBroad: true, out var prefix) is { } problem ? throw new InvalidDataException(problem) : prefix;
+}
+
+public sealed class AppliedPolicy
+{
+    public string Name { get; set; } = "";
+
+    public long Generation { get; set; }
+}
+
+public sealed class AppliedSource
+{
+    public string Cidr { get; set; } = "";
+
+    public List<string> Interfaces { get; set; } = [];
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true)]
+[JsonSerializable(typeof(AppliedState))]
+internal sealed partial class StateJsonContext : JsonSerializerContext;
+
+/// <summary>
+/// Keeps <see cref="AppliedState"/> in the state directory, so a node that reboots gets its last rules
+/// back before it can reach anything (on Alibaba Cloud the DNS it needs is itself in 100.100.0.0/16).
+/// </summary>
+public sealed class AppliedStateCache(string stateDirectory)
+{
+    public const string FileName = "applied-state.json";
+
+    public string Path { get; } = System.IO.Path.Combine(stateDirectory, FileName);
+
+    /// <summary>The cached state, or null when there is none; throws <see cref="InvalidDataException"/> when it is damaged.</summary>
+    public AppliedState? Load()
+    {
+        if (!File.Exists(Path))
+        {
+            return null;
+        }
+
+        try
+        {
+            var state = JsonSerializer.Deserialize(File.ReadAllText(Path), StateJsonContext.Default.AppliedState)
+                ?? throw new InvalidDataException("the file holds null");
+            _ = state.ToExemptions();
+            return state;
+        }
+        catch (Exception e) when (e is JsonException or InvalidDataException)
+        {
+            throw new InvalidDataException($"{Path}: damaged cache ({e.Message}); it is ignored and will be rewritten after the next apply", e);
+        }
+    }
+
+    /// <summary>Writes atomically: a temp file beside it, fsync, rename. A crash leaves the old or the new file, never half of one.</summary>
+    public void Save(AppliedState state)
+    {
+        Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        var temp = Path + ".tmp";
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        using (var stream = new FileStream(temp, options))
+        {
+            JsonSerializer.Serialize(stream, state, StateJsonContext.Default.AppliedState);
+            stream.Flush(flushToDisk: true);
+        }
+
+        File.Move(temp, Path, overwrite: true);
+    }
+
+    public void Delete()
+    {
+        File.Delete(Path);
+        File.Delete(Path + ".tmp");
+    }
+}
