@@ -45,8 +45,12 @@ public sealed class SavedRuleset
             switch (line[0])
             {
                 case '*':
-                    table = new SavedTable(line[1..]);
-                    result.Tables[table.Name] = table;
+                    if (!result.Tables.TryGetValue(line[1..], out table))
+                    {
+                        table = new SavedTable(line[1..]);
+                        result.Tables[table.Name] = table;
+                    }
+
                     break;
                 case ':':
                     var end = line.IndexOf(' ', StringComparison.Ordinal);

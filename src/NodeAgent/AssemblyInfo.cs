@@ -1,2 +1,0 @@
-// The agent manages Linux netfilter; it runs nowhere else.
-[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]

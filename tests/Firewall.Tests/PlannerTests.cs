@@ -1,0 +1,246 @@
+using System.Net;
+using TsCgnat.Api;
+using TsCgnat.Firewall.Formats;
+using TsCgnat.Firewall.Model;
+using TsCgnat.Firewall.Rules;
+
+namespace TsCgnat.Firewall.Tests;
+
+/// <summary>The planner is pure: these cases need no root.</summary>
+public class PlannerTests
+{
+    private static readonly Exemptions Seed = new(
+        [new SourceExemption(IPNetwork.Parse("100.64.0.0/24"), []), new SourceExemption(IPNetwork.Parse("100.100.0.0/16"), ["eth0"])],
+        [IPNetwork.Parse("100.64.0.0/24")]);
+
+    private static readonly TailscaleChains NodivertV4 = new(true, true, true, false, false, 5);
+
+    private static DesiredState Layout(TailscaleChains v4, bool stateful = false) =>
+        IndirectLayout.Build(Seed, "tailscale0", new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4, [IpFamily.V6] = v4 }, stateful);
+
+    [Fact]
+    public void Indirect_layout_exempts_sources_then_calls_ts_input()
+    {
+        var filter = Layout(NodivertV4).Tables(IpFamily.V4).Single(t => t.Name == "filter");
+
+        Assert.Equal(
+            [
+                "! -i tailscale0 -m set --match-set TSCGNAT-SRC4 src -j RETURN",
+                "! -i tailscale0 -m set --match-set TSCGNAT-SRCIF4 src,src -j RETURN",
+                "-j ts-input",
+            ],
+            filter.Chains[Names.InputChain]);
+        Assert.Equal(["-o tailscale0 -m set --match-set TSCGNAT-FWD4 src -j ACCEPT", "-j ts-forward"], filter.Chains[Names.ForwardChain]);
+    }
+
+    [Fact]
+    public void Stateful_filtering_limits_the_forward_exemption_to_replies()
+    {
+        var filter = Layout(NodivertV4, stateful: true).Tables(IpFamily.V4).Single(t => t.Name == "filter");
+
+        Assert.Equal(
+            "-o tailscale0 -m set --match-set TSCGNAT-FWD4 src -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            filter.Chains[Names.ForwardChain][0]);
+    }
+
+    [Fact]
+    public void Ts_chains_are_not_referenced_before_tailscaled_creates_them()
+    {
+        var state = Layout(TailscaleChains.Absent);
+
+        var chains = state.Tables(IpFamily.V4).SelectMany(t => t.Chains.Values).SelectMany(r => r).ToList();
+        Assert.DoesNotContain(chains, r => r.Contains("ts-", StringComparison.Ordinal));
+        Assert.Equal(2, state.Tables(IpFamily.V4).Single(t => t.Name == "filter").Chains[Names.InputChain].Count);
+    }
+
+    [Fact]
+    public void IPv6_gets_the_hooks_only()
+    {
+        var filter6 = Layout(NodivertV4).Tables(IpFamily.V6).Single(t => t.Name == "filter");
+
+        Assert.Equal(["-j ts-input"], filter6.Chains[Names.InputChain]);
+        Assert.Equal(["-j ts-forward"], filter6.Chains[Names.ForwardChain]);
+    }
+
+    [Fact]
+    public void Sets_hold_the_cidrs_by_interface_restriction()
+    {
+        var sets = Layout(NodivertV4).Sets.ToDictionary(s => s.Name);
+
+        Assert.Equal(["100.64.0.0/24"], sets[Names.SourceSet].Members);
+        Assert.Equal(["100.100.0.0/16,eth0"], sets[Names.InterfaceSourceSet].Members);
+        Assert.Equal("hash:net,iface", sets[Names.InterfaceSourceSet].Type);
+        Assert.Equal(["100.64.0.0/24"], sets[Names.SubnetSet].Members);
+    }
+
+    [Fact]
+    public void From_nothing_the_plan_creates_chains_and_inserts_hooks_at_the_top()
+    {
+        var input = Planner.Iptables(Layout(NodivertV4).Tables(IpFamily.V4), SavedRuleset.Parse(NodivertSave));
+
+        Assert.NotNull(input);
+        var lines = input.Split('\n');
+        Assert.Contains(":TSCGNAT-INPUT - [0:0]", lines);
+        Assert.Contains("-I INPUT 1 -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT", lines);
+        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", lines);
+        Assert.Contains("*nat", lines);
+        // Chains are declared before anything refers to them, in one table transaction each.
+        Assert.True(Array.IndexOf(lines, ":TSCGNAT-INPUT - [0:0]") < Array.IndexOf(lines, "-I INPUT 1 -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT"));
+        Assert.Equal(2, lines.Count(l => l == "COMMIT"));
+    }
+
+    [Fact]
+    public void In_sync_means_no_plan()
+    {
+        var desired = Layout(NodivertV4).Tables(IpFamily.V4);
+        var applied = SavedRuleset.Parse(NodivertSave + Applied);
+
+        Assert.Null(Planner.Iptables(desired, applied));
+    }
+
+    [Fact]
+    public void A_hook_lower_in_the_chain_is_left_where_it_is()
+    {
+        var moved = Applied.Replace(
+            "-A INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT",
+            "-A INPUT -i lo -j ACCEPT\n-A INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT",
+            StringComparison.Ordinal);
+
+        Assert.Null(Planner.Iptables(Layout(NodivertV4).Tables(IpFamily.V4), SavedRuleset.Parse(NodivertSave + moved)));
+    }
+
+    [Fact]
+    public void A_duplicate_hook_is_deleted()
+    {
+        var doubled = Applied.Replace(
+            "-A INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT",
+            "-A INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT\n-A INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT",
+            StringComparison.Ordinal);
+
+        var input = Planner.Iptables(Layout(NodivertV4).Tables(IpFamily.V4), SavedRuleset.Parse(NodivertSave + doubled));
+
+        Assert.Equal("*filter\n-D INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT\nCOMMIT\n", input);
+    }
+
+    [Fact]
+    public void A_changed_chain_is_rewritten_whole_and_nothing_else_is_touched()
+    {
+        var tampered = Applied.Replace("-A TSCGNAT-INPUT -j ts-input\n", "", StringComparison.Ordinal);
+
+        var input = Planner.Iptables(Layout(NodivertV4).Tables(IpFamily.V4), SavedRuleset.Parse(NodivertSave + tampered));
+
+        Assert.Equal(
+            "*filter\n:TSCGNAT-INPUT - [0:0]\n"
+            + "-A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRC4 src -j RETURN\n"
+            + "-A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRCIF4 src,src -j RETURN\n"
+            + "-A TSCGNAT-INPUT -j ts-input\nCOMMIT\n",
+            input);
+    }
+
+    [Fact]
+    public void Removing_everything_deletes_hooks_then_flushes_and_deletes_our_chains_only()
+    {
+        var input = Planner.Iptables([], SavedRuleset.Parse(NodivertSave + Applied));
+
+        Assert.NotNull(input);
+        var lines = input.Split('\n');
+        Assert.Contains("-D INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT", lines);
+        Assert.Contains("-X TSCGNAT-INPUT", lines);
+        Assert.Contains("-X TSCGNAT-POSTROUTING", lines);
+        Assert.DoesNotContain(lines, l => l.Contains("ts-input", StringComparison.Ordinal) && !l.Contains("TSCGNAT", StringComparison.Ordinal));
+        Assert.True(Array.IndexOf(lines, "-D INPUT -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT") < Array.IndexOf(lines, "-X TSCGNAT-INPUT"));
+    }
+
+    [Fact]
+    public void A_set_whose_members_differ_is_rebuilt_and_swapped_in()
+    {
+        var desired = Layout(NodivertV4).Sets;
+        var actual = IpsetSave.Parse(
+            "create TSCGNAT-SRC4 hash:net family inet hashsize 1024 maxelem 65536\nadd TSCGNAT-SRC4 100.64.7.0/24\n"
+            + "create TSCGNAT-SRCIF4 hash:net,iface family inet hashsize 1024 maxelem 65536\nadd TSCGNAT-SRCIF4 100.100.0.0/16,eth0\n"
+            + "create TSCGNAT-FWD4 hash:net family inet hashsize 1024 maxelem 65536\nadd TSCGNAT-FWD4 100.64.0.0/24\n");
+
+        var input = Planner.IpsetUpdate(desired, actual);
+
+        Assert.Equal(
+            "create TSCGNAT-SRC4-NEXT hash:net family inet maxelem 65536\nadd TSCGNAT-SRC4-NEXT 100.64.0.0/24\n"
+            + "swap TSCGNAT-SRC4-NEXT TSCGNAT-SRC4\ndestroy TSCGNAT-SRC4-NEXT\n",
+            input);
+    }
+
+    [Fact]
+    public void Ipset_prints_host_entries_without_prefix_and_they_still_compare_equal()
+    {
+        var sets = IpsetSave.Parse("create TSCGNAT-SRC4 hash:net family inet\nadd TSCGNAT-SRC4 100.64.0.9\n");
+
+        Assert.Equal(["100.64.0.9/32"], sets["TSCGNAT-SRC4"].Members);
+    }
+
+    [Fact]
+    public void Staging_sets_left_by_a_crash_go_first_and_stale_sets_go_last()
+    {
+        var actual = IpsetSave.Parse("create TSCGNAT-SRC4-NEXT hash:net family inet\ncreate TSCGNAT-OLD hash:net family inet\ncreate KUBE-X hash:net family inet\n");
+        var desired = Layout(NodivertV4).Sets;
+
+        Assert.Equal("destroy TSCGNAT-SRC4-NEXT\n", Planner.IpsetDestroy(desired, actual, staging: true));
+        Assert.Equal("destroy TSCGNAT-OLD\n", Planner.IpsetDestroy(desired, actual, staging: false));
+    }
+
+    [Fact]
+    public void Someone_elses_set_with_our_name_and_another_type_is_refused_with_the_way_out()
+    {
+        var actual = IpsetSave.Parse("create TSCGNAT-SRC4 hash:ip family inet\n");
+
+        var error = Assert.Throws<InvalidOperationException>(() => Planner.IpsetUpdate(Layout(NodivertV4).Sets, actual));
+        Assert.Contains("cleanup", error.Message, StringComparison.Ordinal);
+    }
+
+    internal const string NodivertSave = """
+        *filter
+        :INPUT ACCEPT [0:0]
+        :FORWARD ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :ts-forward - [0:0]
+        :ts-input - [0:0]
+        -A ts-forward -i tailscale0 -j MARK --set-xmark 0x40000/0xff0000
+        -A ts-forward -m mark --mark 0x40000/0xff0000 -j ACCEPT
+        -A ts-forward -s 100.64.0.0/10 -o tailscale0 -j DROP
+        -A ts-forward -o tailscale0 -j ACCEPT
+        -A ts-input -s 100.101.102.103/32 -i lo -j ACCEPT
+        -A ts-input -i tailscale0 -j ACCEPT
+        -A ts-input -p udp -m udp --dport 41641 -j ACCEPT
+        -A ts-input -s 100.115.92.0/23 ! -i tailscale0 -j RETURN
+        -A ts-input -s 100.64.0.0/10 ! -i tailscale0 -j DROP
+        COMMIT
+        *nat
+        :PREROUTING ACCEPT [0:0]
+        :INPUT ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :POSTROUTING ACCEPT [0:0]
+        :ts-postrouting - [0:0]
+        -A ts-postrouting -m mark --mark 0x40000/0xff0000 -j MASQUERADE
+        COMMIT
+
+        """;
+
+    /// <summary>What iptables-save prints after our apply (the same lines, merged per table, parse the same).</summary>
+    internal const string Applied = """
+        *filter
+        :TSCGNAT-FORWARD - [0:0]
+        :TSCGNAT-INPUT - [0:0]
+        -A INPUT -m comment --comment "ts-cgnat hook" -j TSCGNAT-INPUT
+        -A FORWARD -m comment --comment "ts-cgnat hook" -j TSCGNAT-FORWARD
+        -A TSCGNAT-FORWARD -o tailscale0 -m set --match-set TSCGNAT-FWD4 src -j ACCEPT
+        -A TSCGNAT-FORWARD -j ts-forward
+        -A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRC4 src -j RETURN
+        -A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRCIF4 src,src -j RETURN
+        -A TSCGNAT-INPUT -j ts-input
+        COMMIT
+        *nat
+        :TSCGNAT-POSTROUTING - [0:0]
+        -A POSTROUTING -m comment --comment "ts-cgnat hook" -j TSCGNAT-POSTROUTING
+        -A TSCGNAT-POSTROUTING -j ts-postrouting
+        COMMIT
+
+        """;
+}
