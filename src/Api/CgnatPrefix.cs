@@ -66,6 +66,6 @@ public static partial class CgnatPrefix
         return null;
     }
 
-    [GeneratedRegex(@"^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}/(0|[1-9][0-9]?)$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex(@"^(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}/(0|[1-9][0-9]?)\z", RegexOptions.CultureInvariant)]
     private static partial Regex DottedDecimalPrefix();
 }

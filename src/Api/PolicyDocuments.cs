@@ -42,6 +42,8 @@ public sealed record PolicyDocument(string Source, int Document, CgnatAllowPolic
 /// </remarks>
 public static partial class PolicyDocuments
 {
+    private static readonly string[] RequiredTopLevel = ["apiVersion", "kind", "metadata", "spec"];
+
     public static (IReadOnlyList<PolicyDocument> Policies, IReadOnlyList<PolicyProblem> Problems) Parse(string text, string source)
     {
         var policies = new List<PolicyDocument>();
@@ -49,11 +51,17 @@ public static partial class PolicyDocuments
         var stream = new YamlStream();
         try
         {
-            stream.Load(new StringReader(text));
+            stream.Load(new StringReader(text.TrimStart('\uFEFF')));
         }
         catch (YamlException e)
         {
             problems.Add(new(source, null, (int)e.Start.Line, null, $"YAML syntax error at column {e.Start.Column}: {Innermost(e).Message}"));
+            return (policies, problems);
+        }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet 18 throws this instead of a YamlException for some unclosed flow collections.
+            problems.Add(new(source, null, null, null, $"YAML syntax error (an unclosed [ or {{?): {e.Message}"));
             return (policies, problems);
         }
 
@@ -83,6 +91,15 @@ public static partial class PolicyDocuments
             catch (FormatException e)
             {
                 problems.Add(new(source, number, line, null, e.Message));
+                continue;
+            }
+
+            // Required at the top level: a default would make a file cut short after its metadata a
+            // valid policy with no exemptions, and a missing kind would accept any object.
+            var missing = RequiredTopLevel.Where(k => json is JsonObject o && !o.ContainsKey(k)).ToList();
+            if (missing.Count > 0)
+            {
+                problems.AddRange(missing.Select(k => new PolicyProblem(source, number, line, k, "is required")));
                 continue;
             }
 
@@ -247,7 +264,7 @@ public static partial class PolicyDocuments
 
         if (message.Contains("could not be converted", StringComparison.Ordinal))
         {
-            return $"has the wrong type for {path ?? "this field"} (expected {ExpectedType(message)})";
+            return $"has the wrong type (expected {ExpectedType(message)})";
         }
 
         return message;

@@ -1,0 +1,152 @@
+using System.Diagnostics;
+using TsCgnat.TestSupport;
+
+namespace TsCgnat.NodeAgent.Tests;
+
+/// <summary><c>ts-cgnat-agent run</c> in host mode, as systemd runs it, against a namespace's firewall.</summary>
+[Collection("netns")]
+public sealed class HostModeRunTests : IDisposable
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(20);
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    [SkippableFact]
+    public void Run_follows_file_changes_keeps_the_last_good_rules_on_a_bad_file_and_leaves_rules_when_stopped()
+    {
+        Privileges.RequireNetns();
+        using var ns = new Netns();
+        using var tailscaled = new TailscaledEmulator(ns.Name, "legacy");
+        tailscaled.Run("start", "nodivert");
+        var policies = _dir.Sub("policies.d");
+        File.WriteAllText(Path.Combine(policies, "seed.yaml"), Policies.Seed);
+        using var agent = Start("run", "--policy-file", policies, "--netns", ns.Name, "--state-dir", _dir.Sub("state"), "--resync-interval", "60");
+
+        WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "first apply");
+        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
+
+        // A new file in the directory is picked up without a signal.
+        File.WriteAllText(Path.Combine(policies, "aliyun.yaml"), "apiVersion: tscgnat.io/v1alpha1\nkind: CgnatAllowPolicy\nmetadata: {name: aliyun}\nspec:\n  allowedSources:\n    - cidr: 100.100.0.0/16\n");
+        WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.100.0.0/16", StringComparison.Ordinal), agent, "file change");
+
+        // A bad edit keeps the last good rules and says why.
+        File.WriteAllText(Path.Combine(policies, "aliyun.yaml"), "apiVersion: tscgnat.io/v1alpha1\nkind: CgnatAllowPolicy\nmetadata: {name: aliyun}\nspec:\n  allowedSources:\n    - cidr: 10.0.0.0/8\n");
+        WaitFor(() => agent.Output.Contains("keeping the last good rules", StringComparison.Ordinal), agent, "bad file reported");
+        Assert.Contains("\"10.0.0.0/8\" is outside 100.64.0.0/10", agent.Output, StringComparison.Ordinal);
+        Assert.Contains("100.100.0.0/16", ns.Exec("ipset", "list", "TSCGNAT-SRC4"), StringComparison.Ordinal);
+
+        // SIGHUP re-reads (and does not kill the agent).
+        File.Delete(Path.Combine(policies, "aliyun.yaml"));
+        agent.Signal("HUP");
+        WaitFor(() => !ns.Exec("ipset", "list", "TSCGNAT-SRC4").Contains("100.100.0.0/16", StringComparison.Ordinal), agent, "SIGHUP reload");
+        Assert.False(agent.Process.HasExited);
+
+        // Stopping leaves the rules in place (fail-static).
+        agent.Signal("TERM");
+        Assert.True(agent.Process.WaitForExit(10_000), "agent stops on SIGTERM");
+        Assert.Equal(0, agent.Process.ExitCode);
+        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
+        Assert.Contains("100.64.0.0/24", ns.Exec("ipset", "list", "TSCGNAT-SRC4"), StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
+    public void Run_restores_the_cached_state_before_reading_policies_even_when_they_are_unreadable()
+    {
+        Privileges.RequireNetns();
+        using var ns = new Netns();
+        using var tailscaled = new TailscaledEmulator(ns.Name, "nft");
+        tailscaled.Run("start", "nodivert");
+        var state = _dir.Sub("state");
+        Agent.Ok("apply", "--policy-file", _dir.File("seed.yaml", Policies.Seed), "--netns", ns.Name, "--state-dir", state);
+        Agent.Ok("cleanup", "--netns", ns.Name, "--state-dir", _dir.Sub("elsewhere")); // the host lost its rules (a reboot), the cache stayed
+
+        using var agent = Start("run", "--policy-file", Path.Combine(_dir.Path, "missing.yaml"), "--netns", ns.Name, "--state-dir", state);
+
+        WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "cache restored");
+        WaitFor(() => agent.Output.Contains("no such file or directory", StringComparison.Ordinal), agent, "missing file reported");
+        Assert.Contains("restored the cached state", agent.Output, StringComparison.Ordinal);
+        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
+    }
+
+    private static void WaitFor(Func<bool> condition, RunningAgent agent, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > Patience)
+            {
+                Assert.Fail($"{what}: not seen within {Patience.TotalSeconds} s; agent said:\n{agent.Output}");
+            }
+
+            if (agent.Process.HasExited)
+            {
+                Assert.Fail($"{what}: agent exited {agent.Process.ExitCode}:\n{agent.Output}");
+            }
+
+            Thread.Sleep(100);
+        }
+    }
+
+    private static RunningAgent Start(params string[] args) => new(args);
+
+    /// <summary>The agent as a background process whose output is collected, killed if a test leaves it running.</summary>
+    private sealed class RunningAgent : IDisposable
+    {
+        private readonly System.Text.StringBuilder _output = new();
+
+        public RunningAgent(string[] args)
+        {
+            var info = new ProcessStartInfo(Agent.Program) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (var arg in args)
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            Process = Process.Start(info)!;
+            Process.OutputDataReceived += (_, e) => Append(e.Data);
+            Process.ErrorDataReceived += (_, e) => Append(e.Data);
+            Process.BeginOutputReadLine();
+            Process.BeginErrorReadLine();
+        }
+
+        public Process Process { get; }
+
+        public string Output
+        {
+            get
+            {
+                lock (_output)
+                {
+                    return _output.ToString();
+                }
+            }
+        }
+
+        public void Signal(string name) => Sh.Ok("kill", "-" + name, Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+        public void Dispose()
+        {
+            if (!Process.HasExited)
+            {
+                Process.Kill();
+                Process.WaitForExit();
+            }
+
+            Process.Dispose();
+        }
+
+        private void Append(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            lock (_output)
+            {
+                _output.AppendLine(line);
+            }
+        }
+    }
+}
