@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test (unit tests, and as root the kernel tests in network namespaces) and prints one
+# summary line. With CI=true, tests that need root or namespaces fail instead of skipping.
+#
+#   sudo bash scripts/test.sh
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+leftovers() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(tsc|tsl|tsemu|demo)' || true; }
+before=$(leftovers)
+
+dotnet build TsCgnatOperator.sln -c Release -nologo -v quiet -warnaserror || { echo "build failed"; exit 1; }
+
+log=$(mktemp)
+# One test assembly at a time: the kernel tests share the xtables lock and the two cores.
+dotnet test TsCgnatOperator.sln -c Release --no-build -nologo -m:1 -- RunConfiguration.MaxCpuCount=1 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+
+sum() { grep -oE "$1: +[0-9]+" "$log" | awk '{s += $2} END {print s + 0}'; }
+passed=$(sum Passed); failed=$(sum Failed); skipped=$(sum Skipped)
+rm -f "$log"
+
+after=$(leftovers)
+if [ "$after" != "$before" ]; then
+  echo "tests left network namespaces behind:"; comm -13 <(echo "$before") <(echo "$after")
+  status=1
+fi
+
+echo
+echo "tests: $passed passed, $failed failed, $skipped skipped"
+[ "$status" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
