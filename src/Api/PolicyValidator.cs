@@ -64,25 +64,11 @@ public static partial class PolicyValidator
 
     private static List<SourceExemption> ValidateSources(IList<AllowedSource>? list, bool allowBroad, List<FieldError> errors)
     {
-        var result = new List<SourceExemption>();
-        if (list is null)
-        {
-            return result;
-        }
-
         const string path = "spec.allowedSources";
-        CheckCount(list.Count, path, errors);
+        var result = new List<SourceExemption>();
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var i = 0; i < list.Count; i++)
+        ForEachEntry(list, path, errors, (item, at, i) =>
         {
-            var item = list[i];
-            var at = $"{path}[{i}]";
-            if (item is null)
-            {
-                errors.Add(new(at, "is null; each entry needs a cidr"));
-                continue;
-            }
-
             var cidrOk = CheckCidr(item.Cidr, allowBroad, $"{at}.cidr", i, seen, path, errors, out var prefix);
             var interfaces = ValidateInterfaces(item.Interfaces, $"{at}.interfaces", errors);
             CheckDescription(item.Description, $"{at}.description", errors);
@@ -90,41 +76,49 @@ public static partial class PolicyValidator
             {
                 result.Add(new SourceExemption(prefix, interfaces));
             }
-        }
-
+        });
         return result;
     }
 
     private static List<IPNetwork> ValidateSubnets(IList<RoutedSubnet>? list, bool allowBroad, List<FieldError> errors)
     {
-        var result = new List<IPNetwork>();
-        if (list is null)
-        {
-            return result;
-        }
-
         const string path = "spec.routedSubnets";
-        CheckCount(list.Count, path, errors);
+        var result = new List<IPNetwork>();
         var seen = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (var i = 0; i < list.Count; i++)
+        ForEachEntry(list, path, errors, (item, at, i) =>
         {
-            var item = list[i];
-            var at = $"{path}[{i}]";
-            if (item is null)
-            {
-                errors.Add(new(at, "is null; each entry needs a cidr"));
-                continue;
-            }
-
             if (CheckCidr(item.Cidr, allowBroad, $"{at}.cidr", i, seen, path, errors, out var prefix))
             {
                 result.Add(prefix);
             }
 
             CheckDescription(item.Description, $"{at}.description", errors);
+        });
+        return result;
+    }
+
+    /// <summary>The checks every list shares (its length, null entries), then <paramref name="check"/> per entry with its path.</summary>
+    private static void ForEachEntry<T>(IList<T>? list, string path, List<FieldError> errors, Action<T, string, int> check)
+        where T : class
+    {
+        if (list is null)
+        {
+            return;
         }
 
-        return result;
+        CheckCount(list.Count, path, errors);
+        for (var i = 0; i < list.Count; i++)
+        {
+            var at = $"{path}[{i}]";
+            if (list[i] is { } item)
+            {
+                check(item, at, i);
+            }
+            else
+            {
+                errors.Add(new(at, "is null; each entry needs a cidr"));
+            }
+        }
     }
 
     private static void CheckCount(int count, string path, List<FieldError> errors)

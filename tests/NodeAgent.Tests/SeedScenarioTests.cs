@@ -18,6 +18,34 @@ public sealed class SeedScenarioTests : IDisposable
 
     private string ApplySeed(Lab lab) => Agent.Ok(Apply(lab, "--policy-file", _dir.File("seed.yaml", Policies.Seed)));
 
+    /// <summary>The lab with emulated tailscaled in nodivert and the seed policy applied by the agent.</summary>
+    private ProtectedLab Protected(string backend)
+    {
+        Privileges.RequireNetns();
+        var lab = new Lab();
+        var seed = new ProtectedLab(lab, new TailscaledEmulator(lab.Ns("u2"), backend));
+        try
+        {
+            seed.Tailscaled.Run("start", "nodivert");
+            ApplySeed(lab);
+            return seed;
+        }
+        catch
+        {
+            seed.Dispose();
+            throw;
+        }
+    }
+
+    private sealed record ProtectedLab(Lab Lab, TailscaledEmulator Tailscaled) : IDisposable
+    {
+        public void Dispose()
+        {
+            Tailscaled.Dispose();
+            Lab.Dispose();
+        }
+    }
+
     [SkippableFact]
     public void Without_tailscale_u2_reaches_u3()
     {
@@ -72,11 +100,8 @@ public sealed class SeedScenarioTests : IDisposable
     [InlineData("nft", "crash-start")]
     public void After_a_tailscaled_lifecycle_step_connectivity_returns_with_no_agent_write(string backend, string step)
     {
-        Privileges.RequireNetns();
-        using var lab = new Lab();
-        using var tailscaled = new TailscaledEmulator(lab.Ns("u2"), backend);
-        tailscaled.Run("start", "nodivert");
-        ApplySeed(lab);
+        using var seed = Protected(backend);
+        var (lab, tailscaled) = (seed.Lab, seed.Tailscaled);
         Assert.True(lab.Reaches("u2", Lab.U3));
 
         switch (step)
@@ -107,11 +132,8 @@ public sealed class SeedScenarioTests : IDisposable
     [InlineData("nft")]
     public void A_source_outside_the_allowed_cidrs_is_still_dropped_by_tailscale(string backend)
     {
-        Privileges.RequireNetns();
-        using var lab = new Lab();
-        using var tailscaled = new TailscaledEmulator(lab.Ns("u2"), backend);
-        tailscaled.Run("start", "nodivert");
-        ApplySeed(lab);
+        using var seed = Protected(backend);
+        var lab = seed.Lab;
 
         Assert.True(lab.Reaches("u2", Lab.U3));
         Assert.False(lab.Reaches("u2", Lab.U3Unlisted));
@@ -124,11 +146,8 @@ public sealed class SeedScenarioTests : IDisposable
     [InlineData("nft")]
     public void Another_input_rule_that_drops_an_allowed_source_still_drops_it(string backend)
     {
-        Privileges.RequireNetns();
-        using var lab = new Lab();
-        using var tailscaled = new TailscaledEmulator(lab.Ns("u2"), backend);
-        tailscaled.Run("start", "nodivert");
-        ApplySeed(lab);
+        using var seed = Protected(backend);
+        var lab = seed.Lab;
 
         // As ufw would: a rule further down INPUT. Our exemption returns to INPUT; it does not accept.
         lab.Exec("u2", $"iptables-{backend}", "-w", "-A", "INPUT", "-s", Lab.U3, "-j", "DROP");

@@ -1,5 +1,5 @@
-using Xunit;
 using TsCgnat.Firewall.Processes;
+using Xunit;
 
 namespace TsCgnat.TestSupport;
 
