@@ -61,12 +61,16 @@ public sealed class HostModeRunTests : IDisposable
         Agent.Ok("apply", "--policy-file", _dir.File("seed.yaml", Policies.Seed), "--netns", ns.Name, "--state-dir", state);
         Agent.Ok("cleanup", "--netns", ns.Name, "--state-dir", _dir.Sub("elsewhere")); // the host lost its rules (a reboot), the cache stayed
 
-        using var agent = Start("run", "--policy-file", Path.Combine(_dir.Path, "missing.yaml"), "--netns", ns.Name, "--state-dir", state);
+        using var agent = Start("run", "--policy-file", Path.Combine(_dir.Path, "missing.yaml"), "--netns", ns.Name, "--state-dir", state, "--resync-interval", "1");
 
         WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "cache restored");
         WaitFor(() => agent.Output.Contains("no such file or directory", StringComparison.Ordinal), agent, "missing file reported");
         Assert.Contains("restored the cached state", agent.Output, StringComparison.Ordinal);
         Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
+
+        // Still no valid policy: the cached state stays in force and drift is repaired at the next resync.
+        ns.Exec("iptables-nft", "-w", "-F", "TSCGNAT-INPUT");
+        WaitFor(() => ns.Exec("iptables-nft-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "drift repaired from the cache");
     }
 
     private static void WaitFor(Func<bool> condition, RunningAgent agent, string what)

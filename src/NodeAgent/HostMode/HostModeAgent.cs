@@ -35,7 +35,16 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         });
         using var watchers = new WatcherSet(WatchedDirectories(options.PolicyPaths), () => MarkDirty("policy file changed"));
 
-        await reconciler.ApplyCacheAsync(stoppingToken);
+        try
+        {
+            await reconciler.ApplyCacheAsync(stoppingToken);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Not fatal: the loop below retries with the policy files (and backs off on failure).
+            logger.LogError("restoring the cached state failed: {Error}", e.Message);
+        }
+
         _ = ResyncTimerAsync(stoppingToken);
         MarkDirty("start");
 
@@ -86,7 +95,9 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
 
             if (_lastGood is null)
             {
-                return; // nothing good was ever read: the cached state (if any) stays as restored
+                // Nothing good was ever read: keep the cached state (if any) in force, repairing drift.
+                await reconciler.ApplyCacheAsync(cancellationToken);
+                return;
             }
         }
 

@@ -13,11 +13,15 @@ namespace TsCgnat.NodeAgent.HostMode;
 public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings, AppliedStateCache cache, TimeProvider time, ILogger logger)
 {
     private AppliedState? _saved;
+    private bool _cacheProblemReported;
 
     /// <summary>tailscaled's stateful filtering as last seen; seeds the planner while ts-forward is being rebuilt.</summary>
     public bool? Stateful { get; private set; }
 
-    /// <summary>Applies the cache, if any, before anything else (the fail-static start). Returns the cached policies' exemptions.</summary>
+    /// <summary>
+    /// Applies the cached state, if any: first thing at start (the fail-static start), and again on
+    /// each pass while no valid policy has been read. Returns the cached exemptions.
+    /// </summary>
     public async Task<Exemptions?> ApplyCacheAsync(CancellationToken cancellationToken)
     {
         AppliedState? state;
@@ -27,13 +31,23 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         }
         catch (InvalidDataException e)
         {
-            logger.LogError("{Problem}", e.Message);
+            if (!_cacheProblemReported)
+            {
+                logger.LogError("{Problem}", e.Message);
+                _cacheProblemReported = true;
+            }
+
             return null;
         }
 
         if (state is null)
         {
-            logger.LogInformation("no cached state in {Path}; nothing to restore before the policies are read", cache.Path);
+            if (!_cacheProblemReported)
+            {
+                logger.LogInformation("no cached state in {Path}; nothing to restore until valid policies are read", cache.Path);
+                _cacheProblemReported = true;
+            }
+
             return null;
         }
 
@@ -41,8 +55,9 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         Stateful = state.Stateful;
         var exemptions = state.ToExemptions();
         var result = await firewall.ReconcileAsync(exemptions, settings, Stateful, dryRun: false, cancellationToken);
-        logger.LogInformation(
-            "restored the cached state of {AppliedAt:O} ({Policies} policies) before reading policies: {Outcome}",
+        logger.Log(
+            result.Wrote ? LogLevel.Information : LogLevel.Debug,
+            "restored the cached state of {AppliedAt:O} ({Policies} policies): {Outcome}",
             state.AppliedAt, state.Policies.Count, result.Wrote ? "rules written" : "rules already in place");
         return exemptions;
     }
