@@ -4,7 +4,7 @@
 # namespaces; tailscaled's firewall behaviour is emulated (tests/fixtures/tailscaled-emu.sh), the
 # agent is the real one. Prints who reaches whom before and after, then removes everything.
 #
-#   sudo bash demo/seed-scenario.sh [--backend legacy|nft]
+#   bash demo/seed-scenario.sh [--backend legacy|nft]      (as root)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,7 +12,7 @@ BACKEND=legacy
 [ "${1:-}" = "--backend" ] && BACKEND=${2:?--backend needs legacy or nft}
 case $BACKEND in legacy|nft) ;; *) echo "--backend must be legacy or nft" >&2; exit 2 ;; esac
 
-[ "$(id -u)" = 0 ] || { echo "run as root (network namespaces and netfilter need it): sudo bash $0" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "run as root: network namespaces and netfilter need it" >&2; exit 2; }
 for tool in ip iptables-legacy iptables-nft ipset nft ping dotnet; do
   command -v "$tool" >/dev/null || { echo "missing $tool; on Debian/Ubuntu: apt-get install -y iptables ipset nftables iproute2 iputils-ping (and the .NET 10 SDK)" >&2; exit 2; }
 done

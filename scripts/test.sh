@@ -2,7 +2,7 @@
 # Runs every test (unit tests, and as root the kernel tests in network namespaces) and prints one
 # summary line. With CI=true, tests that need root or namespaces fail instead of skipping.
 #
-#   sudo bash scripts/test.sh
+#   bash scripts/test.sh      (as root, or the kernel tests are skipped)
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
