@@ -40,19 +40,7 @@ row() {
   printf '\n'
 }
 
-cat > "$WORK/policy.yaml" <<'YAML'
-apiVersion: tscgnat.io/v1alpha1
-kind: CgnatAllowPolicy
-metadata:
-  name: seed-lan
-spec:
-  allowedSources:
-    - cidr: 100.64.0.0/24
-      description: the CGNAT LAN u2 and u3 share
-  routedSubnets:
-    - cidr: 100.64.0.0/24
-      description: routed into the tailnet by u2
-YAML
+POLICY="$ROOT/config/samples/subnet-router.yaml"   # 100.64.0.0/24 as allowed source and routed subnet
 
 echo
 echo "seed lab: u2 = subnet router (100.64.0.2, tailnet 100.101.102.103), u3 = LAN host (100.64.0.3,"
@@ -64,7 +52,7 @@ tailscaled start on
 row "2. tailscaled, netfilter mode on: the problem"
 tailscaled set-mode nodivert
 row "3. tailscaled switched to nodivert (nothing hooks ts-*)"
-agent apply --policy-file "$WORK/policy.yaml" >"$WORK/apply.log"
+agent apply --policy-file "$POLICY" >"$WORK/apply.log"
 row "4. + ts-cgnat-agent apply (policy: 100.64.0.0/24)"
 tailscaled restart nodivert
 row "5. tailscaled restarted (no agent action)"
@@ -72,7 +60,7 @@ tailscaled down; tailscaled up
 row "6. tailscale down + up (no agent action)"
 tailscaled crash; tailscaled start nodivert
 row "7. tailscaled killed -9, started again (no agent action)"
-agent apply --policy-file "$WORK/policy.yaml" --dry-run | grep -q "in sync: nothing to write" \
+agent apply --policy-file "$POLICY" --dry-run | grep -q "in sync: nothing to write" \
   && echo "   the agent finds nothing to write after steps 5-7: the rules survived tailscaled's clean-ups"
 agent cleanup >/dev/null
 row "8. ts-cgnat-agent cleanup (back to plain nodivert)"

@@ -65,3 +65,15 @@ public static class Policies
 
 [CollectionDefinition("netns", DisableParallelization = true)]
 public class NetnsSerial;
+
+public class SampleTests
+{
+    [Fact]
+    public void Every_sample_policy_is_valid()
+    {
+        var samples = HostMode.PolicyFiles.Load([Path.Combine(Repo.Root, "config", "samples")]);
+
+        Assert.Empty(samples.Problems);
+        Assert.Equal(["aliyun-internal", "lab-lan"], samples.Policies.Select(p => p.Valid.Name).Order(StringComparer.Ordinal));
+    }
+}
