@@ -24,6 +24,11 @@ internal static class Program
 {
     private static async Task<int> Main(string[] args)
     {
+        if (args is [Probe.Flag, ..])
+        {
+            return await Probe.RunAsync(args);
+        }
+
         var options = Options.Parse(args, Console.Error);
         if (options is null)
         {
@@ -354,6 +359,8 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
         PrintTable(rows);
         Console.WriteLine();
         PrintTargets(rows);
+        Console.WriteLine();
+        await InsideAsync();
 
         if (options.Profile)
         {
@@ -368,6 +375,61 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
         Console.WriteLine($"finished in {(DateTimeOffset.Now - started).TotalSeconds:F0} s; load average at end: {LoadAverage()}");
     }
 
+    /// <summary>
+    /// The same apply, floor and no-op with the engine running inside the namespace (see <see cref="Probe"/>):
+    /// what an agent on a node pays, where no command goes through <c>ip netns exec</c>.
+    /// </summary>
+    private async Task InsideAsync()
+    {
+        var self = Environment.ProcessPath!;
+        string[] prefix = Path.GetFileNameWithoutExtension(self) == "dotnet" ? [self, typeof(Probe).Assembly.Location] : [self];
+        Console.WriteLine($"inside the namespace: the engine runs in the namespace itself (as the agent does on a node), medians of {options.Repeat} runs (no-op: median of 7 per run)");
+        Console.WriteLine("backend  N      agent_ms  floor_ms  agent/floor  noop_ms  noop_wrote  noop_procs");
+        var verdicts = new List<string>();
+        foreach (var backend in options.Backends)
+        {
+            var worstNoop = 0.0;
+            double? bigRatio = null;
+            foreach (var n in options.Sizes)
+            {
+                var results = new List<Dictionary<string, string>>();
+                for (var run = 0; run < options.Repeat; run++)
+                {
+                    using var ns = FreshNamespace(backend);
+                    var output = Sh.Run("ip", ["netns", "exec", ns.Name, .. prefix, Probe.Flag, Name(backend), n.ToString(CultureInfo.InvariantCulture), "7"]);
+                    if (!output.Succeeded || !output.StdOut.StartsWith("probe ", StringComparison.Ordinal))
+                    {
+                        throw new BenchException($"probe in {ns.Name} ({Name(backend)}, N={n}) failed ({output.ExitCode}): {output.StdErr.Trim()}");
+                    }
+
+                    results.Add(output.StdOut.Trim()["probe ".Length..].Split(' ').Select(kv => kv.Split('=', 2)).ToDictionary(kv => kv[0], kv => kv[1]));
+                }
+
+                double M(string key) => Median(results.Select(r => double.Parse(r[key], CultureInfo.InvariantCulture)));
+                var (agent, floor, noop) = (M("apply_ms"), M("floor_ms"), M("noop_ms"));
+                var wrote = results.Any(r => r["noop_wrote"] != "False");
+                worstNoop = Math.Max(worstNoop, noop);
+                if (n == 10000)
+                {
+                    bigRatio = agent / floor;
+                }
+
+                Console.WriteLine(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"{Name(backend),-8} {n,-6} {agent,8:F1}  {floor,8:F1}  {agent / floor,11:F2}  {noop,7:F1}  {(wrote ? "TRUE" : "false"),-10}  {string.Join(',', results.Select(r => r["noop_procs"]).Distinct())}"));
+            }
+
+            verdicts.Add(bigRatio is { } ratio
+                ? string.Create(CultureInfo.InvariantCulture, $"  {Name(backend),-7} apply N=10000 within 1.5x of one bare iptables-restore:  agent/floor = {ratio:F2}  {(ratio <= 1.5 ? "PASS" : "MISS")}")
+                : $"  {Name(backend),-7} apply N=10000: not measured");
+            verdicts.Add(string.Create(CultureInfo.InvariantCulture, $"  {Name(backend),-7} no-op resync under 30 ms:  worst median {worstNoop:F1} ms  {(worstNoop < 30 ? "PASS" : "MISS")}"));
+        }
+
+        Console.WriteLine();
+        Console.WriteLine("targets (design section 10), inside the namespace:");
+        verdicts.ForEach(Console.WriteLine);
+    }
+
     private static string LoadAverage()
     {
         try
@@ -380,15 +442,15 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
         }
     }
 
-    private static string Name(IptablesBackend backend) => backend == IptablesBackend.Legacy ? "legacy" : "nft";
+    internal static string Name(IptablesBackend backend) => backend == IptablesBackend.Legacy ? "legacy" : "nft";
 
     /// <summary>N allowed sources, 100.64.0.0/24, 100.64.1.0/24, ..., none limited to interfaces, and one routed subnet.</summary>
-    private static Exemptions Exemptions(int n) =>
+    internal static Exemptions Exemptions(int n) =>
         new([.. Enumerable.Range(0, n).Select(i => new SourceExemption(Cidr(i), []))], [RoutedSubnet]);
 
     private static IPNetwork Cidr(int i) => new(new IPAddress(new byte[] { 100, (byte)(64 + (i >> 8)), (byte)(i & 0xff), 0 }), 24);
 
-    private static double Median(IEnumerable<double> values)
+    internal static double Median(IEnumerable<double> values)
     {
         var sorted = values.Order().ToList();
         var mid = sorted.Count / 2;
@@ -470,7 +532,7 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
     }
 
     /// <summary>The naive content: one ACCEPT per source at the end of INPUT.</summary>
-    private static string NaiveRestore(int n)
+    internal static string NaiveRestore(int n)
     {
         var text = new StringBuilder("*filter\n");
         for (var i = 0; i < n; i++)
@@ -725,4 +787,75 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
     }
 
     private static string Describe(CommandRecord r) => $"{r.Program} {string.Join(' ', r.Arguments)}".Trim();
+}
+
+/// <summary>
+/// Runs inside a namespace (started there by the parent with <c>ip netns exec</c>), so that every
+/// process it starts is a plain launch, as for the agent on a real node (hostNetwork: the node's own
+/// namespace), without the 10-20 ms that <c>ip netns exec</c> adds to each of the agent's commands.
+/// </summary>
+internal static class Probe
+{
+    public const string Flag = "--probe";
+
+    /// <summary><c>--probe legacy|nft N REPS</c>: one apply, REPS no-op resyncs on the same engine, one floor; one result line.</summary>
+    public static async Task<int> RunAsync(string[] args)
+    {
+        if (args is not [_, var backendName, var nText, var repsText]
+            || backendName is not ("legacy" or "nft")
+            || !int.TryParse(nText, CultureInfo.InvariantCulture, out var n)
+            || !int.TryParse(repsText, CultureInfo.InvariantCulture, out var reps) || reps < 1)
+        {
+            await Console.Error.WriteLineAsync("usage: bench-apply --probe legacy|nft N REPS (run inside a prepared namespace)");
+            return 64;
+        }
+
+        var backend = backendName == "legacy" ? IptablesBackend.Legacy : IptablesBackend.Nft;
+        using var cts = new CancellationTokenSource(TimeSpan.FromMinutes(5));
+        var runner = new CountingRunner(new ProcessRunner(), TimeSpan.FromMinutes(2));
+        var firewall = new HostFirewall(runner);
+        var settings = new FirewallSettings();
+        var exemptions = Bench.Exemptions(n);
+
+        // A dry run first compiles the read and plan paths (this process is fresh) and writes nothing.
+        await firewall.ReconcileAsync(exemptions, settings, null, dryRun: true, cts.Token);
+
+        var clock = Stopwatch.StartNew();
+        var apply = await firewall.ReconcileAsync(exemptions, settings, null, dryRun: false, cts.Token);
+        var applyMs = clock.Elapsed.TotalMilliseconds;
+        if (!apply.Wrote || apply.Plan.Backend.Backend != backend)
+        {
+            await Console.Error.WriteLineAsync($"probe: the apply wrote {apply.Wrote} with {apply.Plan.Backend.Backend} ({apply.Plan.Backend.Reason})");
+            return 1;
+        }
+
+        var noops = new List<double>();
+        var wrote = false;
+        var procs = new HashSet<int>();
+        for (var i = 0; i < reps; i++)
+        {
+            runner.Reset();
+            clock.Restart();
+            var noop = await firewall.ReconcileAsync(exemptions, settings, apply.Plan.Stateful, dryRun: false, cts.Token);
+            noops.Add(clock.Elapsed.TotalMilliseconds);
+            wrote |= noop.Wrote;
+            procs.Add(runner.Launches);
+        }
+
+        var tool = Tools.Restore(backend, IpFamily.V4);
+        var input = Bench.NaiveRestore(n);
+        clock.Restart();
+        var floor = await new ProcessRunner().RunAsync(tool, ["--noflush"], input, cts.Token);
+        var floorMs = clock.Elapsed.TotalMilliseconds;
+        if (!floor.Succeeded)
+        {
+            await Console.Error.WriteLineAsync($"probe: {tool} (floor) failed: {floor.StdErr.Trim()}");
+            return 1;
+        }
+
+        Console.WriteLine(string.Create(
+            CultureInfo.InvariantCulture,
+            $"probe apply_ms={applyMs:F2} floor_ms={floorMs:F2} noop_ms={Bench.Median(noops):F2} noop_wrote={wrote} noop_procs={string.Join('/', procs.Order())}"));
+        return 0;
+    }
 }

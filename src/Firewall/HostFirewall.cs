@@ -15,11 +15,13 @@ namespace TsCgnat.Firewall;
 /// <param name="Backend">Force a back end instead of detecting it.</param>
 public sealed record FirewallSettings(string TailscaleInterface = "tailscale0", IptablesBackend? Backend = null);
 
-/// <summary>What was read from the host in one pass: every back end and family, and our sets.</summary>
+/// <summary>What was read from the host in one pass: the back ends and families read, and our sets.</summary>
+/// <param name="Settled">Set when only the back end chosen before was read (see <see cref="HostFirewall.FullReadEvery"/>).</param>
 public sealed record HostSnapshot(
     IReadOnlyDictionary<(IptablesBackend Backend, IpFamily Family), SavedRuleset> Rulesets,
     IReadOnlyDictionary<string, SavedSet> Sets,
-    IReadOnlyList<string> Notes);
+    IReadOnlyList<string> Notes,
+    BackendChoice? Settled = null);
 
 /// <summary>One <c>iptables-restore</c> run.</summary>
 public sealed record RestoreStep(IptablesBackend Backend, IpFamily Family, string Input);
@@ -81,16 +83,29 @@ public sealed class FirewallWriteException(string message) : Exception(message);
 public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
 {
     private const int LockRetries = 3;
+    private static readonly (IptablesBackend, IpFamily)[] Everything =
+    [
+        (IptablesBackend.Legacy, IpFamily.V4), (IptablesBackend.Legacy, IpFamily.V6),
+        (IptablesBackend.Nft, IpFamily.V4), (IptablesBackend.Nft, IpFamily.V6),
+    ];
+
     private readonly ILogger _log = logger ?? NullLogger.Instance;
+    private BackendChoice? _settled;
+    private int _settledPasses;
+
+    /// <summary>
+    /// After a pass that read both back ends and left ours only in the chosen one, the next passes read
+    /// only the chosen back end (a resync costs 3 processes instead of 5), until this many have gone by
+    /// or Tailscale's ts-input there is empty (tailscaled down, restarting, or moving to the other back
+    /// end, whose leftover chains our reference keeps alive but empty): then both are read again.
+    /// </summary>
+    public int FullReadEvery { get; init; } = 10;
 
     /// <summary>Reads both back ends, both families and our sets, all at once.</summary>
-    public async Task<HostSnapshot> ReadAsync(CancellationToken cancellationToken)
+    public Task<HostSnapshot> ReadAsync(CancellationToken cancellationToken) => ReadAsync(Everything, cancellationToken);
+
+    private async Task<HostSnapshot> ReadAsync((IptablesBackend, IpFamily)[] keys, CancellationToken cancellationToken)
     {
-        var keys = new[]
-        {
-            (IptablesBackend.Legacy, IpFamily.V4), (IptablesBackend.Legacy, IpFamily.V6),
-            (IptablesBackend.Nft, IpFamily.V4), (IptablesBackend.Nft, IpFamily.V6),
-        };
         var saves = keys.Select(k => runner.RunAsync(Tools.Save(k.Item1, k.Item2), [], null, cancellationToken)).ToList();
         var ipset = runner.RunAsync(Tools.Ipset, ["save"], null, cancellationToken);
         await Task.WhenAll(saves.Cast<Task>().Append(ipset));
@@ -128,7 +143,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         var v4 = snapshot.Rulesets.Where(r => r.Key.Family == IpFamily.V4).ToDictionary(r => r.Key.Backend, r => r.Value);
         var choice = settings.Backend is { } forced
             ? new BackendChoice(forced, $"{Tools.Name(forced)} was chosen with --backend")
-            : BackendDetector.Detect(v4, SystemIptables.Default);
+            : snapshot.Settled ?? BackendDetector.Detect(v4, SystemIptables.Default);
         if (!snapshot.Rulesets.ContainsKey((choice.Backend, IpFamily.V4)))
         {
             throw new FirewallWriteException($"{Tools.Save(choice.Backend, IpFamily.V4)} cannot be run; install iptables (1.8 or later)");
@@ -181,14 +196,45 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         Exemptions? exemptions, FirewallSettings settings, bool? previousStateful, bool dryRun, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
-        var snapshot = await ReadAsync(cancellationToken);
+        var snapshot = await ReadSettledAsync(exemptions is not null, settings, cancellationToken)
+            ?? await ReadAsync(cancellationToken);
         var plan = Plan(snapshot, exemptions, settings, previousStateful);
         if (!dryRun && !plan.IsEmpty)
         {
-            await WriteAsync(plan, cancellationToken);
+            try
+            {
+                await WriteAsync(plan, cancellationToken);
+            }
+            catch
+            {
+                _settled = null; // what the host holds is uncertain now: read everything next time
+                throw;
+            }
+        }
+
+        if (!dryRun)
+        {
+            // Both back ends were read and planned (or only ours was, and it was settled already).
+            _settled = exemptions is null ? null : plan.Backend;
+            _settledPasses = snapshot.Settled is null ? 0 : _settledPasses + 1;
         }
 
         return new ReconcileResult(plan, !dryRun && !plan.IsEmpty, Stopwatch.GetElapsedTime(started));
+    }
+
+    /// <summary>The chosen back end alone, when that is enough (see <see cref="FullReadEvery"/>); otherwise null.</summary>
+    private async Task<HostSnapshot?> ReadSettledAsync(bool applying, FirewallSettings settings, CancellationToken cancellationToken)
+    {
+        if (!applying || _settled is not { } settled || _settledPasses + 1 >= FullReadEvery
+            || (settings.Backend is { } forced && forced != settled.Backend))
+        {
+            return null;
+        }
+
+        var snapshot = await ReadAsync([(settled.Backend, IpFamily.V4), (settled.Backend, IpFamily.V6)], cancellationToken);
+        var live = snapshot.Rulesets.TryGetValue((settled.Backend, IpFamily.V4), out var v4)
+            && v4.Table("filter").Rules(Names.TsInput).Count > 0;
+        return live ? snapshot with { Settled = settled } : null;
     }
 
     /// <summary>Writes a plan in the order the kernel needs: sets before the rules that use them, rules before set removal.</summary>

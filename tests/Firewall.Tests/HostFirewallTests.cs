@@ -209,3 +209,53 @@ public sealed class CountingRunner(ICommandRunner inner) : ICommandRunner
 
 [CollectionDefinition("netns", DisableParallelization = true)]
 public class NetnsSerial;
+
+/// <summary>One engine instance across passes, as <c>ts-cgnat-agent run</c> keeps it.</summary>
+[Collection("netns")]
+public class SettledResyncTests
+{
+    private static readonly Exemptions Seed = new([new SourceExemption(IPNetwork.Parse("100.64.0.0/24"), [])], [IPNetwork.Parse("100.64.0.0/24")]);
+
+    [SkippableFact]
+    public async Task A_settled_resync_reads_only_the_chosen_back_end_and_still_follows_tailscaled_to_the_other()
+    {
+        Privileges.RequireNetns();
+        using var ns = new Netns();
+        using var legacy = new TailscaledEmulator(ns.Name, "legacy");
+        using var nft = new TailscaledEmulator(ns.Name, "nft");
+        legacy.Run("start", "nodivert");
+        var counter = new CountingRunner(ns.Runner);
+        var firewall = new HostFirewall(counter) { FullReadEvery = 3 };
+        async Task<(ReconcileResult Result, List<string> Reads)> Pass()
+        {
+            var before = counter.Programs.Count;
+            var result = await firewall.ReconcileAsync(Seed, new FirewallSettings(), null, dryRun: false, CancellationToken.None);
+            return (result, counter.Programs.Skip(before).Where(p => p.EndsWith("-save", StringComparison.Ordinal) || p == "ipset save").ToList());
+        }
+
+        var first = await Pass();
+        var second = await Pass();
+        var third = await Pass();
+        var fourth = await Pass();
+
+        Assert.True(first.Result.Wrote);
+        Assert.Equal(5, first.Reads.Count);
+        Assert.False(second.Result.Wrote);
+        Assert.Equal(["ip6tables-legacy-save", "ipset save", "iptables-legacy-save"], second.Reads.Order(StringComparer.Ordinal));
+        Assert.Equal(3, third.Reads.Count);
+        Assert.Equal(5, fourth.Reads.Count); // every FullReadEvery passes, both back ends again
+        Assert.False(fourth.Result.Wrote);
+
+        // tailscaled moves to iptables-nft; our reference keeps the legacy ts-* chains, emptied.
+        legacy.Run("stop");
+        nft.Run("start", "nodivert");
+        var moved = await Pass();
+
+        Assert.True(moved.Result.Wrote);
+        Assert.Equal(IptablesBackend.Nft, moved.Result.Plan.Backend.Backend);
+        Assert.Contains("iptables-nft-save", moved.Reads);
+        Assert.DoesNotContain("TSCGNAT", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
+        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
+        Assert.False((await Pass()).Result.Wrote);
+    }
+}
