@@ -92,6 +92,8 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     private readonly ILogger _log = logger ?? NullLogger.Instance;
     private BackendChoice? _settled;
     private int _settledPasses;
+    private Exemptions? _setsFor;
+    private IReadOnlyList<DesiredSet>? _sets;
 
     /// <summary>
     /// After a pass that read both back ends and left ours only in the chosen one, the next passes read
@@ -131,13 +133,17 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             throw new FirewallWriteException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; install ipset and make sure the ip_set module can load");
         }
 
-        var ours = IpsetSave.Parse(sets.StdOut).Where(s => Names.IsOurs(s.Key)).ToDictionary(StringComparer.Ordinal);
+        var ours = IpsetSave.Parse(sets.StdOut, Names.SetPrefix);
         return new HostSnapshot(rulesets, ours, notes);
     }
 
     /// <summary>The plan that gives the host exactly <paramref name="exemptions"/> (null: nothing of ours, for cleanup).</summary>
     /// <param name="previousStateful">What we knew of tailscaled's stateful filtering before, used while ts-forward is empty.</param>
-    public static FirewallPlan Plan(HostSnapshot snapshot, Exemptions? exemptions, FirewallSettings settings, bool? previousStateful)
+    public static FirewallPlan Plan(HostSnapshot snapshot, Exemptions? exemptions, FirewallSettings settings, bool? previousStateful) =>
+        Plan(snapshot, exemptions is null ? null : IndirectLayout.Sets(exemptions), settings, previousStateful);
+
+    /// <summary>The plan for sets already computed with <see cref="IndirectLayout.Sets"/> (null: nothing of ours).</summary>
+    public static FirewallPlan Plan(HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, bool? previousStateful)
     {
         var warnings = new List<string>(snapshot.Notes);
         var v4 = snapshot.Rulesets.Where(r => r.Key.Family == IpFamily.V4).ToDictionary(r => r.Key.Backend, r => r.Value);
@@ -159,10 +165,10 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         }
 
         var stateful = tailscale[IpFamily.V4].Stateful ?? previousStateful ?? false;
-        var desired = exemptions is null
+        var desired = sets is null
             ? DesiredState.Nothing
-            : IndirectLayout.Build(exemptions, settings.TailscaleInterface, tailscale, stateful);
-        if (exemptions is not null && tailscale[IpFamily.V4].PlainJumps)
+            : IndirectLayout.Build(sets, settings.TailscaleInterface, tailscale, stateful);
+        if (sets is not null && tailscale[IpFamily.V4].PlainJumps)
         {
             warnings.Add("tailscaled is in netfilter mode \"on\": its own jump at the top of INPUT reaches ts-input before our hook, "
                 + "so the exemptions have no effect; run 'tailscale set --netfilter-mode=nodivert'");
@@ -198,7 +204,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         var started = Stopwatch.GetTimestamp();
         var snapshot = await ReadSettledAsync(exemptions is not null, settings, cancellationToken)
             ?? await ReadAsync(cancellationToken);
-        var plan = Plan(snapshot, exemptions, settings, previousStateful);
+        var plan = Plan(snapshot, DesiredSets(exemptions), settings, previousStateful);
         if (!dryRun && !plan.IsEmpty)
         {
             try
@@ -220,6 +226,22 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         }
 
         return new ReconcileResult(plan, !dryRun && !plan.IsEmpty, Stopwatch.GetElapsedTime(started));
+    }
+
+    /// <summary>The desired sets, kept while the caller passes the same <see cref="Exemptions"/> instance (10,000 CIDRs take milliseconds to render and sort).</summary>
+    private IReadOnlyList<DesiredSet>? DesiredSets(Exemptions? exemptions)
+    {
+        if (exemptions is null)
+        {
+            return null;
+        }
+
+        if (!ReferenceEquals(exemptions, _setsFor))
+        {
+            (_setsFor, _sets) = (exemptions, IndirectLayout.Sets(exemptions));
+        }
+
+        return _sets;
     }
 
     /// <summary>The chosen back end alone, when that is enough (see <see cref="FullReadEvery"/>); otherwise null.</summary>

@@ -177,6 +177,24 @@ public class PlannerTests
     }
 
     [Fact]
+    public void Ipset_parsing_keeps_only_our_sets_and_drops_member_options()
+    {
+        var sets = IpsetSave.Parse(
+            "create KUBE-LOOP-BACK hash:ip,port,ip family inet hashsize 1024 maxelem 65536\n"
+            + "add KUBE-LOOP-BACK 10.0.0.1,tcp:80,10.0.0.1\n"
+            + "create TSCGNAT-SRC4 hash:net family inet hashsize 1024 maxelem 65536\n"
+            + "add TSCGNAT-SRC4 100.64.0.0/24\nadd TSCGNAT-SRC4 100.64.1.7 timeout 0\n"
+            + "create TSCGNAT-SRCIF4 hash:net,iface family inet hashsize 1024 maxelem 65536\n"
+            + "add TSCGNAT-SRCIF4 100.100.0.0/16,eth0\n",
+            Names.SetPrefix);
+
+        Assert.Equal(["TSCGNAT-SRC4", "TSCGNAT-SRCIF4"], sets.Keys.Order(StringComparer.Ordinal));
+        Assert.Equal(["100.64.0.0/24", "100.64.1.7/32"], sets["TSCGNAT-SRC4"].Members);
+        Assert.Equal(["100.100.0.0/16,eth0"], sets["TSCGNAT-SRCIF4"].Members);
+        Assert.Equal("hash:net,iface", sets["TSCGNAT-SRCIF4"].Type);
+    }
+
+    [Fact]
     public void Staging_sets_left_by_a_crash_go_first_and_stale_sets_go_last()
     {
         var actual = IpsetSave.Parse("create TSCGNAT-SRC4-NEXT hash:net family inet\ncreate TSCGNAT-OLD hash:net family inet\ncreate KUBE-X hash:net family inet\n");

@@ -14,15 +14,20 @@ namespace TsCgnat.Firewall.Rules;
 public static class IndirectLayout
 {
     public static DesiredState Build(
-        Exemptions exemptions, string tailscaleInterface, IReadOnlyDictionary<IpFamily, TailscaleChains> tailscale, bool stateful)
-    {
-        var sets = new List<DesiredSet>
-        {
-            new(Names.SourceSet, "hash:net", exemptions.AnyInterfaceSources()),
-            new(Names.InterfaceSourceSet, "hash:net,iface", exemptions.InterfaceSources()),
-            new(Names.SubnetSet, "hash:net", exemptions.Subnets()),
-        };
+        Exemptions exemptions, string tailscaleInterface, IReadOnlyDictionary<IpFamily, TailscaleChains> tailscale, bool stateful) =>
+        Build(Sets(exemptions), tailscaleInterface, tailscale, stateful);
 
+    /// <summary>The sets holding <paramref name="exemptions"/>; the costly part with many CIDRs, so callers may keep it.</summary>
+    public static IReadOnlyList<DesiredSet> Sets(Exemptions exemptions) =>
+    [
+        new(Names.SourceSet, "hash:net", exemptions.AnyInterfaceSources()),
+        new(Names.InterfaceSourceSet, "hash:net,iface", exemptions.InterfaceSources()),
+        new(Names.SubnetSet, "hash:net", exemptions.Subnets()),
+    ];
+
+    public static DesiredState Build(
+        IReadOnlyList<DesiredSet> sets, string tailscaleInterface, IReadOnlyDictionary<IpFamily, TailscaleChains> tailscale, bool stateful)
+    {
         var families = new Dictionary<IpFamily, IReadOnlyList<DesiredTable>>();
         foreach (var (family, ts) in tailscale)
         {

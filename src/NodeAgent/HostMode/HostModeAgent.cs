@@ -18,10 +18,13 @@ public sealed record HostModeOptions(IReadOnlyList<string> PolicyPaths, TimeSpan
 /// </summary>
 public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options, ILogger<HostModeAgent> logger) : BackgroundService
 {
+    private const string PeriodicResync = "periodic resync";
+    private const string RetryAfterFailure = "retry after failure";
     private static readonly TimeSpan FileSettle = TimeSpan.FromMilliseconds(200);
     private readonly Channel<string> _dirty = Channel.CreateBounded<string>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private IReadOnlyList<ValidatedPolicy>? _lastGood;
     private string? _lastProblems;
+    private string? _fingerprint;
 
     /// <summary>Completed reconciles, for tests and the log.</summary>
     public int Reconciles { get; private set; }
@@ -74,6 +77,18 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
 
     private async Task ReconcileOnceAsync(string reason, CancellationToken cancellationToken)
     {
+        // A timer resync re-reads the files only when one changed (size, time or the set of files), so
+        // an idle pass costs a few stat calls instead of parsing every policy again, and a missed
+        // watcher event is still caught. A watcher event or SIGHUP always re-reads.
+        var fingerprint = PolicyFiles.Fingerprint(options.PolicyPaths);
+        var timer = reason is PeriodicResync or RetryAfterFailure;
+        if (timer && fingerprint == _fingerprint && _lastProblems is null && _lastGood is not null)
+        {
+            await ApplyAsync(reason, cancellationToken);
+            return;
+        }
+
+        _fingerprint = fingerprint;
         var set = PolicyFiles.Load(options.PolicyPaths);
         if (set.IsValid)
         {
@@ -101,6 +116,11 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
             }
         }
 
+        await ApplyAsync(reason, cancellationToken);
+    }
+
+    private async Task ApplyAsync(string reason, CancellationToken cancellationToken)
+    {
         var result = await reconciler.ApplyAsync(_lastGood!, dryRun: false, cancellationToken);
         Reconciles++;
         foreach (var warning in result.Plan.Warnings)
@@ -129,7 +149,7 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
-                MarkDirty("periodic resync");
+                MarkDirty(PeriodicResync);
             }
         }
         catch (OperationCanceledException)
@@ -142,7 +162,7 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         try
         {
             await Task.Delay(delay, cancellationToken);
-            MarkDirty("retry after failure");
+            MarkDirty(RetryAfterFailure);
         }
         catch (OperationCanceledException)
         {

@@ -28,10 +28,7 @@ public static class PolicyFiles
         {
             if (Directory.Exists(path))
             {
-                var files = Directory.EnumerateFiles(path)
-                    .Where(f => !Path.GetFileName(f).StartsWith('.') && (f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal)))
-                    .Order(StringComparer.Ordinal);
-                foreach (var file in files)
+                foreach (var file in PolicyFilesIn(path))
                 {
                     LoadFile(file, policies, problems);
                 }
@@ -51,6 +48,29 @@ public static class PolicyFiles
 
         return new PolicySet(problems.Count == 0 ? policies : [], problems);
     }
+
+    /// <summary>What <see cref="Load"/> would read, as names, sizes and change times: equal fingerprints, same input.</summary>
+    public static string Fingerprint(IEnumerable<string> paths)
+    {
+        var text = new StringBuilder();
+        foreach (var path in paths)
+        {
+            var files = Directory.Exists(path) ? PolicyFilesIn(path) : [path];
+            foreach (var file in files)
+            {
+                var info = new FileInfo(file);
+                text.Append(file).Append('|').Append(info.Exists ? info.Length : -1).Append('|')
+                    .Append(info.Exists ? info.LastWriteTimeUtc.Ticks : 0).Append('\n');
+            }
+        }
+
+        return text.ToString();
+    }
+
+    private static IEnumerable<string> PolicyFilesIn(string directory) =>
+        Directory.EnumerateFiles(directory)
+            .Where(f => !Path.GetFileName(f).StartsWith('.') && (f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal)))
+            .Order(StringComparer.Ordinal);
 
     private static void LoadFile(string path, List<PolicyDocument> policies, List<PolicyProblem> problems)
     {

@@ -14,6 +14,8 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 {
     private AppliedState? _saved;
     private bool _cacheProblemReported;
+    private IReadOnlyList<ValidatedPolicy>? _policies;
+    private Exemptions? _exemptions;
 
     /// <summary>tailscaled's stateful filtering as last seen; seeds the planner while ts-forward is being rebuilt.</summary>
     public bool? Stateful { get; private set; }
@@ -65,7 +67,14 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
     /// <summary>Makes the host match <paramref name="policies"/>; writes nothing when it already does.</summary>
     public async Task<ReconcileResult> ApplyAsync(IReadOnlyList<ValidatedPolicy> policies, bool dryRun, CancellationToken cancellationToken)
     {
-        var exemptions = Exemptions.From(policies);
+        if (!ReferenceEquals(policies, _policies))
+        {
+            // The same list instance means the same policies (the run loop reuses it while the files are
+            // unchanged), and the same Exemptions instance lets the engine keep its rendered sets.
+            (_policies, _exemptions) = (policies, Exemptions.From(policies));
+        }
+
+        var exemptions = _exemptions!;
         var result = await firewall.ReconcileAsync(exemptions, settings, Stateful ?? Cached()?.Stateful, dryRun, cancellationToken);
         if (dryRun)
         {
