@@ -51,6 +51,24 @@ public sealed class HostModeRunTests : IDisposable
     }
 
     [SkippableFact]
+    public void Run_repairs_drift_at_the_periodic_resync()
+    {
+        Privileges.RequireNetns();
+        using var ns = new Netns();
+        using var tailscaled = new TailscaledEmulator(ns.Name, "legacy");
+        tailscaled.Run("start", "nodivert");
+        using var agent = Start("run", "--policy-file", _dir.File("seed.yaml", Policies.Seed), "--netns", ns.Name, "--state-dir", _dir.Sub("state"), "--resync-interval", "1");
+        WaitFor(() => ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "first apply");
+
+        // Someone deletes our hook and empties our set; no file changes, no signal: only the timer.
+        ns.Exec("iptables-legacy", "-w", "-D", "INPUT", "-m", "comment", "--comment", "ts-cgnat hook", "-j", "TSCGNAT-INPUT");
+        ns.Exec("ipset", "flush", "TSCGNAT-SRC4");
+
+        WaitFor(() => ns.Exec("iptables-legacy", "-w", "-S", "INPUT").Contains("ts-cgnat hook", StringComparison.Ordinal)
+            && ns.Exec("ipset", "list", "TSCGNAT-SRC4").Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "drift repaired");
+    }
+
+    [SkippableFact]
     public void Run_restores_the_cached_state_before_reading_policies_even_when_they_are_unreadable()
     {
         Privileges.RequireNetns();

@@ -181,6 +181,21 @@ public sealed class SeedScenarioTests : IDisposable
         Assert.True(lab.Reaches("u2", Lab.U3));
     }
 
+    [SkippableFact]
+    public void A_forced_back_end_is_used_and_said_so()
+    {
+        Privileges.RequireNetns();
+        using var lab = new Lab();
+        using var tailscaled = new TailscaledEmulator(lab.Ns("u2"), "legacy");
+        tailscaled.Run("start", "nodivert");
+
+        var output = Agent.Ok(Apply(lab, "--policy-file", _dir.File("seed.yaml", Policies.Seed), "--backend", "nft", "--dry-run"));
+
+        Assert.Contains("back end: iptables-nft (iptables-nft was chosen with --backend)", output, StringComparison.Ordinal);
+        Assert.Contains("iptables-nft-restore --noflush", output, StringComparison.Ordinal);
+        Assert.DoesNotContain("TSCGNAT", lab.Exec("u2", "iptables-nft-save"), StringComparison.Ordinal); // a dry run writes nothing
+    }
+
     [SkippableTheory]
     [InlineData("legacy")]
     [InlineData("nft")]

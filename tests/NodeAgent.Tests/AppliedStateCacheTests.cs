@@ -1,0 +1,57 @@
+using System.Net;
+using TsCgnat.Api;
+using TsCgnat.Firewall.Model;
+using TsCgnat.NodeAgent.State;
+
+namespace TsCgnat.NodeAgent.Tests;
+
+/// <summary>The fail-static cache: written atomically, read back exactly, and never trusted blindly.</summary>
+public sealed class AppliedStateCacheTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private static readonly Exemptions Seed = new(
+        [new SourceExemption(IPNetwork.Parse("100.100.0.0/16"), ["eth0"])], [IPNetwork.Parse("100.64.0.0/24")]);
+
+    [Fact]
+    public void What_is_saved_comes_back_the_same_and_the_file_is_private()
+    {
+        var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));
+        var policy = new ValidatedPolicy("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
+
+        cache.Save(AppliedState.From([policy], Seed, stateful: true, DateTimeOffset.UnixEpoch));
+        var loaded = cache.Load()!;
+
+        Assert.Equal("seed", loaded.Policies.Single().Name);
+        Assert.Equal(3, loaded.Policies.Single().Generation);
+        Assert.True(loaded.Stateful);
+        var exemptions = loaded.ToExemptions();
+        Assert.Equal(["100.100.0.0/16,eth0"], exemptions.InterfaceSources());
+        Assert.Equal(["100.64.0.0/24"], exemptions.Subnets());
+        Assert.False(File.Exists(cache.Path + ".tmp"));
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(cache.Path));
+    }
+
+    [Fact]
+    public void No_file_means_no_cached_state()
+    {
+        Assert.Null(new AppliedStateCache(_dir.Path).Load());
+    }
+
+    [Theory]
+    [InlineData("not json at all", "damaged cache")]
+    [InlineData("""{"version":1,"allowedSources":[{"cidr":"10.0.0.0/8","interfaces":[]}],"routedSubnets":[]}""", "is outside 100.64.0.0/10")]
+    [InlineData("""{"version":1,"allowedSources":[{"cidr":"100.100.0.0/16","interfaces":["eth0;reboot"]}],"routedSubnets":[]}""", "not a valid Linux interface name")]
+    [InlineData("""{"version":1,"allowedSources":[],"routedSubnets":["100.64.0.1/24"]}""", "has host bits set")]
+    public void A_damaged_or_tampered_cache_is_refused_with_the_reason(string content, string reason)
+    {
+        File.WriteAllText(Path.Combine(_dir.Path, AppliedStateCache.FileName), content);
+
+        var error = Assert.Throws<InvalidDataException>(() => new AppliedStateCache(_dir.Path).Load());
+
+        Assert.Contains(reason, error.Message, StringComparison.Ordinal);
+        Assert.Contains("it is ignored and will be rewritten", error.Message, StringComparison.Ordinal);
+    }
+}
