@@ -130,12 +130,19 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         var sets = ipset.Result;
         if (!sets.Succeeded)
         {
-            throw new FirewallWriteException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; install ipset and make sure the ip_set module can load");
+            throw new FirewallWriteException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; {Remedy(sets)}");
         }
 
         var ours = IpsetSave.Parse(sets.StdOut, Names.SetPrefix);
         return new HostSnapshot(rulesets, ours, notes);
     }
+
+    /// <summary>What to do about a read that failed, in the reader's terms.</summary>
+    private static string Remedy(CommandOutput output) =>
+        output.ExitCode == 127 ? "install ipset and iptables (1.8 or later)"
+        : output.StdErr.Contains("not permitted", StringComparison.OrdinalIgnoreCase) || output.StdErr.Contains("Permission denied", StringComparison.OrdinalIgnoreCase)
+            ? "the agent needs root, or CAP_NET_ADMIN and CAP_NET_RAW"
+            : "check that the ip_set and ip_tables/nf_tables kernel modules can load";
 
     /// <summary>The plan that gives the host exactly <paramref name="exemptions"/> (null: nothing of ours, for cleanup).</summary>
     /// <param name="previousStateful">What we knew of tailscaled's stateful filtering before, used while ts-forward is empty.</param>
@@ -147,12 +154,17 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     {
         var warnings = new List<string>(snapshot.Notes);
         var v4 = snapshot.Rulesets.Where(r => r.Key.Family == IpFamily.V4).ToDictionary(r => r.Key.Backend, r => r.Value);
+        if (v4.Count == 0)
+        {
+            throw new FirewallWriteException($"no iptables back end could be read: {string.Join("; ", snapshot.Notes)}");
+        }
+
         var choice = settings.Backend is { } forced
             ? new BackendChoice(forced, $"{Tools.Name(forced)} was chosen with --backend")
             : snapshot.Settled ?? BackendDetector.Detect(v4, SystemIptables.Default);
         if (!snapshot.Rulesets.ContainsKey((choice.Backend, IpFamily.V4)))
         {
-            throw new FirewallWriteException($"{Tools.Save(choice.Backend, IpFamily.V4)} cannot be run; install iptables (1.8 or later)");
+            throw new FirewallWriteException($"{Tools.Save(choice.Backend, IpFamily.V4)} could not be run: {string.Join("; ", snapshot.Notes)}");
         }
 
         var tailscale = new Dictionary<IpFamily, TailscaleChains>();

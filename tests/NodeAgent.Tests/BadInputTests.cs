@@ -80,6 +80,19 @@ public sealed class BadInputTests : IDisposable
     }
 
     [SkippableFact]
+    public void Without_privileges_the_agent_says_what_it_needs_and_exits_1()
+    {
+        Privileges.RequireNetns();
+        var file = _dir.File("seed.yaml", Policies.Seed);
+        File.SetUnixFileMode(_dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.OtherExecute | UnixFileMode.OtherRead);
+
+        var output = Sh.Run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Agent.Program, "apply", "--policy-file", file, "--dry-run", "--state-dir", Path.Combine(_dir.Path, "state"));
+
+        Assert.Equal(1, output.ExitCode);
+        Assert.Contains("the agent needs root, or CAP_NET_ADMIN and CAP_NET_RAW", output.StdErr, StringComparison.Ordinal);
+    }
+
+    [SkippableFact]
     public void One_bad_document_among_good_ones_refuses_the_whole_set_and_names_document_2()
     {
         var good = _dir.File("good.yaml", Policies.Seed);

@@ -37,10 +37,10 @@ public sealed class ProcessRunner : ICommandRunner
             var result = await command.ExecuteBufferedAsync(cancellationToken);
             return new CommandOutput(result.ExitCode, result.StandardOutput, result.StandardError);
         }
-        catch (System.ComponentModel.Win32Exception e)
+        catch (System.ComponentModel.Win32Exception)
         {
             // The binary is missing: report it as a failed command, so callers can say which tool to install.
-            return new CommandOutput(127, "", $"{program}: {e.Message}");
+            return new CommandOutput(127, "", $"{program}: not found on PATH, or not executable");
         }
     }
 }
