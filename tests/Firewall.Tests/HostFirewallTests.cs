@@ -32,7 +32,7 @@ public class HostFirewallTests
         tailscaled.Run("start", "nodivert");
 
         var first = await Reconcile(ns, Seed);
-        var counter = new CountingRunner(ns.Runner);
+        var counter = new CountingRunner(ns.Runner, TimeSpan.FromMinutes(2));
         var second = await Reconcile(ns, Seed, counter);
 
         Assert.True(first.Wrote);
@@ -180,33 +180,6 @@ public class HostFirewallTests
         [.. save.Split('\n').Where(l => (l.StartsWith("-A ", StringComparison.Ordinal) || l.StartsWith(':')) && l.Contains(containing, StringComparison.Ordinal)).Select(l => l.Split(" [", 2)[0])];
 }
 
-/// <summary>Records which programs ran, to prove what a pass did and did not write.</summary>
-public sealed class CountingRunner(ICommandRunner inner) : ICommandRunner
-{
-    private readonly List<string> _programs = [];
-
-    public IReadOnlyList<string> Programs
-    {
-        get
-        {
-            lock (_programs)
-            {
-                return [.. _programs];
-            }
-        }
-    }
-
-    public Task<CommandOutput> RunAsync(string program, IReadOnlyList<string> arguments, string? standardInput, CancellationToken cancellationToken)
-    {
-        lock (_programs)
-        {
-            _programs.Add(program == "ipset" ? $"ipset {(arguments.Count > 0 ? arguments[0] : "")}" : program);
-        }
-
-        return inner.RunAsync(program, arguments, standardInput, cancellationToken);
-    }
-}
-
 [CollectionDefinition("netns", DisableParallelization = true)]
 public class NetnsSerial;
 
@@ -224,13 +197,13 @@ public class SettledResyncTests
         using var legacy = new TailscaledEmulator(ns.Name, "legacy");
         using var nft = new TailscaledEmulator(ns.Name, "nft");
         legacy.Run("start", "nodivert");
-        var counter = new CountingRunner(ns.Runner);
+        var counter = new CountingRunner(ns.Runner, TimeSpan.FromMinutes(2));
         var firewall = new HostFirewall(counter) { FullReadEvery = 3 };
         async Task<(ReconcileResult Result, List<string> Reads)> Pass()
         {
-            var before = counter.Programs.Count;
+            counter.Reset();
             var result = await firewall.ReconcileAsync(Seed, new FirewallSettings(), null, dryRun: false, CancellationToken.None);
-            return (result, counter.Programs.Skip(before).Where(p => p.EndsWith("-save", StringComparison.Ordinal) || p == "ipset save").ToList());
+            return (result, counter.Programs.Where(p => p.EndsWith("-save", StringComparison.Ordinal) || p == "ipset save").ToList());
         }
 
         var first = await Pass();

@@ -1,4 +1,5 @@
 using System.Text;
+using TsCgnat.Firewall.Processes;
 using TsCgnat.TestSupport;
 
 namespace TsCgnat.NodeAgent.Tests;
@@ -70,10 +71,9 @@ public sealed class BadInputTests : IDisposable
         Privileges.RequireNetns();
         var file = _dir.File("secret.yaml", Policies.Seed);
         File.SetUnixFileMode(file, UnixFileMode.None);
-        File.SetUnixFileMode(_dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.OtherExecute | UnixFileMode.OtherRead);
 
         // Root reads any file, so the agent is run as nobody here; it fails before touching any firewall.
-        var output = Sh.Run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Agent.Program, "apply", "--policy-file", file, "--dry-run", "--state-dir", Path.Combine(_dir.Path, "state"));
+        var output = DryRunAsNobody(file);
 
         Assert.Equal(2, output.ExitCode);
         Assert.Contains($"{file}: cannot be read: permission denied", output.StdErr, StringComparison.Ordinal);
@@ -83,10 +83,7 @@ public sealed class BadInputTests : IDisposable
     public void Without_privileges_the_agent_says_what_it_needs_and_exits_1()
     {
         Privileges.RequireNetns();
-        var file = _dir.File("seed.yaml", Policies.Seed);
-        File.SetUnixFileMode(_dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.OtherExecute | UnixFileMode.OtherRead);
-
-        var output = Sh.Run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Agent.Program, "apply", "--policy-file", file, "--dry-run", "--state-dir", Path.Combine(_dir.Path, "state"));
+        var output = DryRunAsNobody(_dir.File("seed.yaml", Policies.Seed));
 
         Assert.Equal(1, output.ExitCode);
         Assert.Contains("the agent needs root, or CAP_NET_ADMIN and CAP_NET_RAW", output.StdErr, StringComparison.Ordinal);
@@ -106,6 +103,13 @@ public sealed class BadInputTests : IDisposable
         var a = _dir.File("a.yaml", Policies.Seed);
         var b = _dir.File("b.yaml", Policies.Seed);
         AssertRefused("policy \"seed-lan\" is defined more than once", a, b);
+    }
+
+    /// <summary><c>apply --dry-run</c> of <paramref name="file"/> as user nobody (the test directory made traversable for it).</summary>
+    private CommandOutput DryRunAsNobody(string file)
+    {
+        File.SetUnixFileMode(_dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.OtherExecute | UnixFileMode.OtherRead);
+        return Sh.Run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Agent.Program, "apply", "--policy-file", file, "--dry-run", "--state-dir", Path.Combine(_dir.Path, "state"));
     }
 
     /// <summary>Applies the seed policy in a namespace, then the bad input: exit 2, the message, and an unchanged host.</summary>

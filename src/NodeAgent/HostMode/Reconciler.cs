@@ -22,9 +22,9 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 
     /// <summary>
     /// Applies the cached state, if any: first thing at start (the fail-static start), and again on
-    /// each pass while no valid policy has been read. Returns the cached exemptions.
+    /// each pass while no valid policy has been read.
     /// </summary>
-    public async Task<Exemptions?> ApplyCacheAsync(CancellationToken cancellationToken)
+    public async Task ApplyCacheAsync(CancellationToken cancellationToken)
     {
         AppliedState? state;
         try
@@ -39,7 +39,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
                 _cacheProblemReported = true;
             }
 
-            return null;
+            return;
         }
 
         if (state is null)
@@ -50,18 +50,17 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
                 _cacheProblemReported = true;
             }
 
-            return null;
+            return;
         }
 
         _saved = state;
         Stateful = state.Stateful;
-        var exemptions = state.ToExemptions();
-        var result = await firewall.ReconcileAsync(exemptions, settings, Stateful, dryRun: false, cancellationToken);
+        var result = await firewall.ReconcileAsync(state.ToExemptions(), settings, Stateful, dryRun: false, cancellationToken);
         logger.Log(
             result.Wrote ? LogLevel.Information : LogLevel.Debug,
             "restored the cached state of {AppliedAt:O} ({Policies} policies): {Outcome}",
             state.AppliedAt, state.Policies.Count, result.Wrote ? "rules written" : "rules already in place");
-        return exemptions;
+
     }
 
     /// <summary>Makes the host match <paramref name="policies"/>; writes nothing when it already does.</summary>
