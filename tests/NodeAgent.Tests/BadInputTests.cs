@@ -72,8 +72,8 @@ public sealed class BadInputTests : IDisposable
         var file = _dir.File("secret.yaml", Policies.Seed);
         File.SetUnixFileMode(file, UnixFileMode.None);
 
-        // Root reads any file, so the agent is run as nobody here; it fails before touching any firewall.
-        var output = DryRunAsNobody(file);
+        // Root with CAP_DAC_OVERRIDE reads any file, so the agent runs without capabilities here; it fails before touching any firewall.
+        var output = DryRunWithoutCapabilities(file);
 
         Assert.Equal(2, output.ExitCode);
         Assert.Contains($"{file}: cannot be read: permission denied", output.StdErr, StringComparison.Ordinal);
@@ -83,7 +83,7 @@ public sealed class BadInputTests : IDisposable
     public void Without_privileges_the_agent_says_what_it_needs_and_exits_1()
     {
         Privileges.RequireNetns();
-        var output = DryRunAsNobody(_dir.File("seed.yaml", Policies.Seed));
+        var output = DryRunWithoutCapabilities(_dir.File("seed.yaml", Policies.Seed));
 
         Assert.Equal(1, output.ExitCode);
         Assert.Contains("the agent needs root, or CAP_NET_ADMIN and CAP_NET_RAW", output.StdErr, StringComparison.Ordinal);
@@ -105,12 +105,13 @@ public sealed class BadInputTests : IDisposable
         AssertRefused("policy \"seed-lan\" is defined more than once", a, b);
     }
 
-    /// <summary><c>apply --dry-run</c> of <paramref name="file"/> as user nobody (the test directory made traversable for it).</summary>
-    private CommandOutput DryRunAsNobody(string file)
-    {
-        File.SetUnixFileMode(_dir.Path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute | UnixFileMode.OtherExecute | UnixFileMode.OtherRead);
-        return Sh.Run("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", Agent.Program, "apply", "--policy-file", file, "--dry-run", "--state-dir", Path.Combine(_dir.Path, "state"));
-    }
+    /// <summary>
+    /// <c>apply --dry-run</c> of <paramref name="file"/> as root with every capability dropped: no
+    /// CAP_DAC_OVERRIDE (a mode-000 file is unreadable) and no CAP_NET_ADMIN (no firewall access).
+    /// Unlike switching to another user, this does not depend on the checkout being reachable by that user.
+    /// </summary>
+    private CommandOutput DryRunWithoutCapabilities(string file) =>
+        Sh.Run("setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--", Agent.Program, "apply", "--policy-file", file, "--dry-run", "--state-dir", Path.Combine(_dir.Path, "state"));
 
     /// <summary>Applies the seed policy in a namespace, then the bad input: exit 2, the message, and an unchanged host.</summary>
     private void AssertRefused(string message, params string[] files)
