@@ -1,1 +1,0 @@
-// The test API server (issue 4).
