@@ -144,7 +144,6 @@ public sealed class ManifestTests
             [
                 "/events: create patch",
                 "/nodes: get list watch",
-                "events.k8s.io/events: create patch",
                 "tscgnat.io/cgnatallowpolicies: get list watch",
                 "tscgnat.io/cgnatnodestates/status: get patch update",
                 "tscgnat.io/cgnatnodestates: create get patch update",
@@ -159,7 +158,6 @@ public sealed class ManifestTests
             [
                 "/events: create patch",
                 "/nodes: get list watch",
-                "events.k8s.io/events: create patch",
                 "tscgnat.io/cgnatallowpolicies/status: patch update",
                 "tscgnat.io/cgnatallowpolicies: get list patch update watch",
                 "tscgnat.io/cgnatnodestates: delete get list watch",
