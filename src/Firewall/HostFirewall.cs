@@ -12,21 +12,39 @@ namespace TsCgnat.Firewall;
 
 /// <summary>How the host is set up, as far as the engine needs to know.</summary>
 /// <param name="TailscaleInterface">tailscaled's tun name (<c>tailscaled --tun</c>).</param>
-/// <param name="Backend">Force a back end instead of detecting it.</param>
-public sealed record FirewallSettings(string TailscaleInterface = "tailscale0", IptablesBackend? Backend = null);
+/// <param name="Backend">Force an iptables back end instead of detecting it.</param>
+/// <param name="Strategy">What <c>--strategy</c> asked for.</param>
+/// <param name="Hint">What the LocalAPI said about tailscaled, when it was reachable.</param>
+public sealed record FirewallSettings(
+    string TailscaleInterface = "tailscale0",
+    IptablesBackend? Backend = null,
+    StrategyRequest Strategy = StrategyRequest.Auto,
+    TailscaleHint? Hint = null);
+
+/// <summary>What an earlier pass learned that the next one may need while tailscaled rebuilds its chains.</summary>
+public sealed record PreviousPass(bool? Stateful, Strategy? Strategy, TailscaleRunner? Runner)
+{
+    public static readonly PreviousPass None = new(null, null, null);
+}
 
 /// <summary>What was read from the host in one pass: the back ends and families read, and our sets.</summary>
+/// <param name="Nft">The whole nft ruleset (<c>nft -j list ruleset</c>), or null when it was not read.</param>
+/// <param name="NftUnreadableByIptables">iptables-nft-save failed while nft could read the ruleset: native nft rules are in it.</param>
 /// <param name="Settled">Set when only the back end chosen before was read (see <see cref="HostFirewall.FullReadEvery"/>).</param>
 public sealed record HostSnapshot(
     IReadOnlyDictionary<(IptablesBackend Backend, IpFamily Family), SavedRuleset> Rulesets,
     IReadOnlyDictionary<string, SavedSet> Sets,
     IReadOnlyList<string> Notes,
-    BackendChoice? Settled = null);
+    BackendChoice? Settled = null,
+    NftRuleset? Nft = null,
+    bool NftUnreadableByIptables = false);
 
 /// <summary>One <c>iptables-restore</c> run.</summary>
 public sealed record RestoreStep(IptablesBackend Backend, IpFamily Family, string Input);
 
 /// <summary>The difference between the host and what we want, as the exact input of each write.</summary>
+/// <param name="Backend">The iptables back end our iptables rules go to (with the nftables runner: where its rules live).</param>
+/// <param name="NftScript">One <c>nft -f</c> transaction (tailscaled's nftables runner), or null.</param>
 public sealed record FirewallPlan(
     BackendChoice Backend,
     IReadOnlyDictionary<IpFamily, TailscaleChains> Tailscale,
@@ -35,9 +53,15 @@ public sealed record FirewallPlan(
     string? IpsetUpdate,
     IReadOnlyList<RestoreStep> Restores,
     string? IpsetDestroyStale,
-    IReadOnlyList<string> Warnings)
+    IReadOnlyList<string> Warnings,
+    RunnerChoice? Runner = null,
+    StrategyChoice? Strategy = null,
+    string? NftScript = null)
 {
-    public bool IsEmpty => IpsetDestroyStaging is null && IpsetUpdate is null && Restores.Count == 0 && IpsetDestroyStale is null;
+    public bool IsEmpty => IpsetDestroyStaging is null && IpsetUpdate is null && Restores.Count == 0 && IpsetDestroyStale is null && NftScript is null;
+
+    /// <summary>Where the rules live, as reported: iptables-legacy, iptables-nft or nftables.</summary>
+    public string BackendName => Runner?.Runner == TailscaleRunner.Nftables ? "nftables" : Tools.Name(Backend.Backend);
 
     /// <summary>The plan as a human reads it (apply --dry-run).</summary>
     public string Describe()
@@ -60,6 +84,7 @@ public sealed record FirewallPlan(
 
         Block("ipset restore (remove staging sets left by an interrupted run)", IpsetDestroyStaging);
         Block("ipset restore", IpsetUpdate);
+        Block("nft -f (one transaction)", NftScript);
         foreach (var step in Restores)
         {
             Block($"{Tools.Restore(step.Backend, step.Family)} --noflush", step.Input);
@@ -78,7 +103,7 @@ public sealed class FirewallWriteException(string message) : Exception(message);
 
 /// <summary>
 /// Reads the host, plans the difference to what we want and writes it: the edge between the pure
-/// planner and the host's iptables and ipset. One instance per host (or network namespace).
+/// planner and the host's iptables, ipset and nft. One instance per host (or network namespace).
 /// </summary>
 public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
 {
@@ -91,29 +116,36 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
 
     private readonly ILogger _log = logger ?? NullLogger.Instance;
     private BackendChoice? _settled;
+    private bool _settledNative;
     private int _settledPasses;
     private Exemptions? _setsFor;
     private IReadOnlyList<DesiredSet>? _sets;
+    private PreviousPass _previous = PreviousPass.None;
 
     /// <summary>
     /// After a pass that read both back ends and left ours only in the chosen one, the next passes read
-    /// only the chosen back end (a resync costs 3 processes instead of 5), until this many have gone by
-    /// or Tailscale's ts-input there is empty (tailscaled down, restarting, or moving to the other back
-    /// end, whose leftover chains our reference keeps alive but empty): then both are read again.
+    /// only the chosen back end (a resync costs 3 processes instead of 6, or 1 with the nftables runner),
+    /// until this many have gone by or Tailscale's ts-input there is empty (tailscaled down, restarting,
+    /// or moving to another back end): then everything is read again.
     /// </summary>
     public int FullReadEvery { get; init; } = 10;
 
-    /// <summary>Reads both back ends, both families and our sets, all at once.</summary>
-    public Task<HostSnapshot> ReadAsync(CancellationToken cancellationToken) => ReadAsync(Everything, cancellationToken);
+    /// <summary>What the last pass learned (strategy, runner, stateful filtering).</summary>
+    public PreviousPass Previous => _previous;
 
-    private async Task<HostSnapshot> ReadAsync((IptablesBackend, IpFamily)[] keys, CancellationToken cancellationToken)
+    /// <summary>Reads both iptables back ends, both families, our ipset sets and the nft ruleset, all at once.</summary>
+    public Task<HostSnapshot> ReadAsync(CancellationToken cancellationToken) => ReadAsync(Everything, ipset: true, nft: true, cancellationToken);
+
+    private async Task<HostSnapshot> ReadAsync((IptablesBackend, IpFamily)[] keys, bool ipset, bool nft, CancellationToken cancellationToken)
     {
         var saves = keys.Select(k => runner.RunAsync(Tools.Save(k.Item1, k.Item2), [], null, cancellationToken)).ToList();
-        var ipset = runner.RunAsync(Tools.Ipset, ["save"], null, cancellationToken);
-        await Task.WhenAll(saves.Cast<Task>().Append(ipset));
+        var ipsetSave = ipset ? runner.RunAsync(Tools.Ipset, ["save"], null, cancellationToken) : null;
+        var nftList = nft ? runner.RunAsync(Tools.Nft, ["-j", "list", "ruleset"], null, cancellationToken) : null;
+        await Task.WhenAll(saves.Cast<Task>().Concat(new Task?[] { ipsetSave, nftList }.OfType<Task>()));
 
         var notes = new List<string>();
         var rulesets = new Dictionary<(IptablesBackend, IpFamily), SavedRuleset>();
+        var iptablesNftFailed = false;
         for (var i = 0; i < keys.Length; i++)
         {
             var output = saves[i].Result;
@@ -123,23 +155,41 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             }
             else
             {
+                iptablesNftFailed |= keys[i] == (IptablesBackend.Nft, IpFamily.V4);
                 notes.Add($"{Tools.Save(keys[i].Item1, keys[i].Item2)} failed ({output.ExitCode}): {output.StdErr.Trim()}");
             }
         }
 
-        var sets = ipset.Result;
-        if (!sets.Succeeded)
+        IReadOnlyDictionary<string, SavedSet> ours = new Dictionary<string, SavedSet>();
+        if (ipsetSave?.Result is { } sets)
         {
-            throw new FirewallWriteException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; {Remedy(sets)}");
+            if (!sets.Succeeded)
+            {
+                throw new FirewallWriteException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; {Remedy(sets)}");
+            }
+
+            ours = IpsetSave.Parse(sets.StdOut, Names.SetPrefix);
         }
 
-        var ours = IpsetSave.Parse(sets.StdOut, Names.SetPrefix);
-        return new HostSnapshot(rulesets, ours, notes);
+        NftRuleset? ruleset = null;
+        if (nftList?.Result is { } listed)
+        {
+            if (listed.Succeeded)
+            {
+                ruleset = NftRuleset.Parse(listed.StdOut);
+            }
+            else
+            {
+                notes.Add($"nft -j list ruleset failed ({listed.ExitCode}): {listed.StdErr.Trim()}");
+            }
+        }
+
+        return new HostSnapshot(rulesets, ours, notes, Nft: ruleset, NftUnreadableByIptables: iptablesNftFailed && ruleset is not null);
     }
 
     /// <summary>What to do about a read that failed, in the reader's terms.</summary>
     private static string Remedy(CommandOutput output) =>
-        output.ExitCode == 127 ? "install ipset and iptables (1.8 or later)"
+        output.ExitCode == 127 ? "install ipset, nftables and iptables (1.8 or later)"
         : output.StdErr.Contains("not permitted", StringComparison.OrdinalIgnoreCase) || output.StdErr.Contains("Permission denied", StringComparison.OrdinalIgnoreCase)
             ? "the agent needs root, or CAP_NET_ADMIN and CAP_NET_RAW"
             : "check that the ip_set and ip_tables/nf_tables kernel modules can load";
@@ -147,11 +197,18 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     /// <summary>The plan that gives the host exactly <paramref name="exemptions"/> (null: nothing of ours, for cleanup).</summary>
     /// <param name="previousStateful">What we knew of tailscaled's stateful filtering before, used while ts-forward is empty.</param>
     public static FirewallPlan Plan(HostSnapshot snapshot, Exemptions? exemptions, FirewallSettings settings, bool? previousStateful) =>
-        Plan(snapshot, exemptions is null ? null : IndirectLayout.Sets(exemptions), settings, previousStateful);
+        Plan(snapshot, exemptions is null ? null : IndirectLayout.Sets(exemptions), settings, new PreviousPass(previousStateful, null, null));
 
     /// <summary>The plan for sets already computed with <see cref="IndirectLayout.Sets"/> (null: nothing of ours).</summary>
-    public static FirewallPlan Plan(HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, bool? previousStateful)
+    public static FirewallPlan Plan(HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, PreviousPass previous)
     {
+        var tun = settings.TailscaleInterface;
+        var runnerChoice = RunnerDetector.Detect(snapshot.Rulesets, snapshot.Nft, snapshot.NftUnreadableByIptables, settings.Hint, tun, previous.Runner);
+        if (runnerChoice.Runner == TailscaleRunner.Nftables && settings.Backend is null)
+        {
+            return PlanNative(snapshot, sets, settings, previous, runnerChoice);
+        }
+
         var warnings = new List<string>(snapshot.Notes);
         var v4 = snapshot.Rulesets.Where(r => r.Key.Family == IpFamily.V4).ToDictionary(r => r.Key.Backend, r => r.Value);
         if (v4.Count == 0)
@@ -161,7 +218,12 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
 
         var choice = settings.Backend is { } forced
             ? new BackendChoice(forced, $"{Tools.Name(forced)} was chosen with --backend")
-            : snapshot.Settled ?? BackendDetector.Detect(v4, SystemIptables.Default);
+            : snapshot.Settled ?? runnerChoice.Runner switch
+            {
+                TailscaleRunner.IptablesLegacy => new BackendChoice(IptablesBackend.Legacy, runnerChoice.Reason),
+                TailscaleRunner.IptablesNft => new BackendChoice(IptablesBackend.Nft, runnerChoice.Reason),
+                _ => BackendDetector.Detect(v4, SystemIptables.Default),
+            };
         if (!snapshot.Rulesets.ContainsKey((choice.Backend, IpFamily.V4)))
         {
             throw new FirewallWriteException($"{Tools.Save(choice.Backend, IpFamily.V4)} could not be run: {string.Join("; ", snapshot.Notes)}");
@@ -172,18 +234,32 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         {
             if (snapshot.Rulesets.TryGetValue((choice.Backend, family), out var ruleset))
             {
-                tailscale[family] = BackendDetector.Tailscale(ruleset, settings.TailscaleInterface);
+                tailscale[family] = BackendDetector.Tailscale(ruleset, tun);
             }
         }
 
-        var stateful = tailscale[IpFamily.V4].Stateful ?? previousStateful ?? false;
+        var stateful = tailscale[IpFamily.V4].Stateful ?? previous.Stateful ?? settings.Hint?.Stateful ?? false;
+        var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, tailscale[IpFamily.V4], settings.Hint, previous.Strategy);
+
+        // Tailscale's chains are referenced (Indirect) or written into (InChain) only once we know its
+        // iptables runner made them: an empty ts-input in nft may belong to the nftables runner.
+        var confirmed = runnerChoice.Runner is TailscaleRunner.IptablesLegacy or TailscaleRunner.IptablesNft || settings.Backend is not null;
+        var layoutTailscale = confirmed ? tailscale : tailscale.ToDictionary(t => t.Key, _ => TailscaleChains.Absent);
         var desired = sets is null
             ? DesiredState.Nothing
-            : IndirectLayout.Build(sets, settings.TailscaleInterface, tailscale, stateful);
-        if (sets is not null && tailscale[IpFamily.V4].PlainJumps)
+            : strategy.Strategy == Strategy.Indirect
+                ? IndirectLayout.Build(sets, tun, layoutTailscale, stateful)
+                : InChainLayout.Build(sets, tun, layoutTailscale, stateful);
+        if (sets is not null && strategy.Strategy == Strategy.Indirect && tailscale[IpFamily.V4].PlainJumps)
         {
             warnings.Add("tailscaled is in netfilter mode \"on\": its own jump at the top of INPUT reaches ts-input before our hook, "
-                + "so the exemptions have no effect; run 'tailscale set --netfilter-mode=nodivert'");
+                + "so Indirect exemptions have no effect; use --strategy auto (InChain) or run 'tailscale set --netfilter-mode=nodivert'");
+        }
+
+        if (sets is not null && settings.Hint?.Mode == NetfilterMode.Off)
+        {
+            warnings.Add("tailscaled is in netfilter mode \"off\": it drops nothing, so no exemption is needed, but subnet routing lacks "
+                + "its MARK and MASQUERADE rules; use mode on or nodivert");
         }
 
         var restores = new List<RestoreStep>();
@@ -206,7 +282,69 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             Planner.IpsetUpdate(desired.Sets, snapshot.Sets),
             restores,
             Planner.IpsetDestroy(desired.Sets, snapshot.Sets, staging: false),
-            warnings);
+            warnings,
+            runnerChoice,
+            strategy,
+            // Sets an earlier InChain under the nftables runner left behind.
+            snapshot.Nft is { } nft ? NftLayout.Plan(null, [], nft, ownAll: false) : null);
+    }
+
+    /// <summary>tailscaled's nftables runner: InChain in nft, and nothing of ours left in iptables or ipset.</summary>
+    private static FirewallPlan PlanNative(
+        HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, PreviousPass previous, RunnerChoice runnerChoice)
+    {
+        var nft = snapshot.Nft ?? NftRuleset.Empty;
+        var tun = settings.TailscaleInterface;
+        var v4 = NativeChains(nft, "ip", tun);
+        var tailscale = new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4, [IpFamily.V6] = NativeChains(nft, "ip6", tun) };
+        var stateful = v4.Stateful ?? previous.Stateful ?? settings.Hint?.Stateful ?? false;
+        var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, v4, settings.Hint, previous.Strategy);
+        var script = NftLayout.Plan(
+            sets is null ? null : NftLayout.Sets(sets),
+            sets is null ? [] : NftLayout.Rules(tun, stateful),
+            nft,
+            ownAll: true);
+
+        // iptables-legacy may still hold what an earlier strategy wrote there; iptables-nft's part is in the script above.
+        var restores = snapshot.Rulesets
+            .Where(r => r.Key.Backend == IptablesBackend.Legacy)
+            .Select(r => (r.Key, Input: Planner.Iptables([], r.Value)))
+            .Where(r => r.Input is not null)
+            .Select(r => new RestoreStep(r.Key.Backend, r.Key.Family, r.Input!))
+            .ToList();
+        var warnings = snapshot.Notes.Where(n => !n.StartsWith(Tools.Save(IptablesBackend.Nft, IpFamily.V4), StringComparison.Ordinal)
+            && !n.StartsWith(Tools.Save(IptablesBackend.Nft, IpFamily.V6), StringComparison.Ordinal)).ToList();
+        return new FirewallPlan(
+            new BackendChoice(IptablesBackend.Nft, runnerChoice.Reason),
+            tailscale,
+            stateful,
+            Planner.IpsetDestroy([], snapshot.Sets, staging: true),
+            null,
+            restores,
+            Planner.IpsetDestroy([], snapshot.Sets, staging: false),
+            warnings,
+            runnerChoice,
+            strategy,
+            script);
+    }
+
+    /// <summary>What tailscaled's nftables runner has in one family.</summary>
+    public static TailscaleChains NativeChains(NftRuleset nft, string family, string tun)
+    {
+        var input = nft.Chain(family, "filter", Names.TsInput);
+        var forward = nft.Chain(family, "filter", Names.TsForward);
+        var theirs = forward?.Rules.Where(r => !Names.IsOurComment(r.Comment)).ToList() ?? [];
+        bool? stateful = theirs.Count == 0 ? null
+            : theirs.Any(r => r.Verdict() == "drop" && r.Expressions.GetRawText().Contains("\"ct\"", StringComparison.Ordinal));
+        var plainJumps = new[] { ("INPUT", Names.TsInput), ("FORWARD", Names.TsForward) }.Any(j =>
+            nft.Chain(family, "filter", j.Item1)?.Rules.Any(r => !Names.IsOurComment(r.Comment) && r.Verdict() == $"jump {j.Item2}") == true);
+        return new TailscaleChains(
+            input is not null,
+            forward is not null,
+            nft.Chain(family, "nat", Names.TsPostrouting) is not null,
+            plainJumps,
+            stateful,
+            input?.Rules.Count(r => !Names.IsOurComment(r.Comment)) ?? 0);
     }
 
     /// <summary>Reads, plans and (unless <paramref name="dryRun"/>) writes the difference; writes nothing when in sync.</summary>
@@ -216,7 +354,8 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         var started = Stopwatch.GetTimestamp();
         var snapshot = await ReadSettledAsync(exemptions is not null, settings, cancellationToken)
             ?? await ReadAsync(cancellationToken);
-        var plan = Plan(snapshot, DesiredSets(exemptions), settings, previousStateful);
+        var previous = _previous with { Stateful = previousStateful ?? _previous.Stateful };
+        var plan = Plan(snapshot, DesiredSets(exemptions), settings, previous);
         if (!dryRun && !plan.IsEmpty)
         {
             try
@@ -234,7 +373,12 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         {
             // Both back ends were read and planned (or only ours was, and it was settled already).
             _settled = exemptions is null ? null : plan.Backend;
+            _settledNative = plan.Runner?.Runner == TailscaleRunner.Nftables;
             _settledPasses = snapshot.Settled is null ? 0 : _settledPasses + 1;
+            _previous = new PreviousPass(
+                plan.Stateful,
+                exemptions is null ? null : plan.Strategy?.Strategy,
+                plan.Runner?.Runner is TailscaleRunner.Unknown or null ? _previous.Runner : plan.Runner.Runner);
         }
 
         return new ReconcileResult(plan, !dryRun && !plan.IsEmpty, Stopwatch.GetElapsedTime(started));
@@ -265,9 +409,16 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             return null;
         }
 
-        var snapshot = await ReadAsync([(settled.Backend, IpFamily.V4), (settled.Backend, IpFamily.V6)], cancellationToken);
+        if (_settledNative)
+        {
+            var native = await ReadAsync([], ipset: false, nft: true, cancellationToken);
+            var nativeLive = native.Nft is { } nft && NativeChains(nft, "ip", settings.TailscaleInterface).InputRules > 0;
+            return nativeLive ? native with { Settled = settled } : null;
+        }
+
+        var snapshot = await ReadAsync([(settled.Backend, IpFamily.V4), (settled.Backend, IpFamily.V6)], ipset: true, nft: false, cancellationToken);
         var live = snapshot.Rulesets.TryGetValue((settled.Backend, IpFamily.V4), out var v4)
-            && v4.Table("filter").Rules(Names.TsInput).Count > 0;
+            && v4.Table("filter").Rules(Names.TsInput).Any(r => !Names.IsOurRule(r));
         return live ? snapshot with { Settled = settled } : null;
     }
 
@@ -276,6 +427,15 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     {
         await IpsetRestoreAsync(plan.IpsetDestroyStaging, cancellationToken);
         await IpsetRestoreAsync(plan.IpsetUpdate, cancellationToken);
+        if (plan.NftScript is { } script)
+        {
+            var output = await runner.RunAsync(Tools.Nft, ["-f", "-"], script, cancellationToken);
+            if (!output.Succeeded)
+            {
+                throw new FirewallWriteException($"nft -f failed ({output.ExitCode}): {output.StdErr.Trim()}");
+            }
+        }
+
         foreach (var step in plan.Restores)
         {
             await RestoreAsync(step, cancellationToken);

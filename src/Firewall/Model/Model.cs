@@ -19,9 +19,52 @@ public enum IptablesBackend
 /// <summary>How our exemptions are wired to Tailscale's chains (design section 4).</summary>
 public enum Strategy
 {
-    /// <summary>Our chains, hooked from the built-ins, call Tailscale's chains (tailscaled in nodivert).</summary>
+    /// <summary>Our chains, hooked from the built-ins, call Tailscale's chains (tailscaled's iptables runner in nodivert).</summary>
     Indirect,
+
+    /// <summary>Our tagged exemption rules at the top of ts-input and ts-forward (mode on, or tailscaled's nftables runner).</summary>
+    InChain,
 }
+
+/// <summary>What the user asked for with <c>--strategy</c>.</summary>
+public enum StrategyRequest
+{
+    /// <summary>Pick from what tailscaled is doing (design section 4).</summary>
+    Auto,
+    Indirect,
+    InChain,
+}
+
+/// <summary>How tailscaled writes its firewall rules (shared facts section 3).</summary>
+public enum TailscaleRunner
+{
+    /// <summary>Not known yet: no ts-* chains, or chains still empty, and nothing learned from the LocalAPI.</summary>
+    Unknown,
+
+    /// <summary>The iptables runner over iptables-legacy.</summary>
+    IptablesLegacy,
+
+    /// <summary>The iptables runner over iptables-nft.</summary>
+    IptablesNft,
+
+    /// <summary>The native nftables runner: any reference to a ts-* chain breaks its start (facts section 1.6).</summary>
+    Nftables,
+}
+
+/// <summary>tailscaled's netfilter mode (LocalAPI <c>NetfilterMode</c>: 0 off, 1 nodivert, 2 on).</summary>
+public enum NetfilterMode
+{
+    Off = 0,
+    NoDivert = 1,
+    On = 2,
+}
+
+/// <summary>What the LocalAPI told us about tailscaled, when it was reachable; every field may be unknown.</summary>
+/// <param name="Mode">Prefs <c>NetfilterMode</c>.</param>
+/// <param name="Kind">Prefs <c>NetfilterKind</c>: "", "iptables" or "nftables".</param>
+/// <param name="Stateful">Stateful filtering on (prefs <c>NoStatefulFiltering</c> false).</param>
+/// <param name="Running">BackendState is Running: the rules exist or are about to.</param>
+public sealed record TailscaleHint(NetfilterMode? Mode, string? Kind, bool? Stateful, bool Running);
 
 /// <summary>The union of every applied policy's exemptions: what the host's sets must hold.</summary>
 public sealed record Exemptions(IReadOnlyList<SourceExemption> Sources, IReadOnlyList<IPNetwork> RoutedSubnets)

@@ -13,6 +13,8 @@ public static class Tools
 
     public const string Ipset = "ipset";
 
+    public const string Nft = "nft";
+
     private static string Prefix(IpFamily family) => family == IpFamily.V4 ? "iptables" : "ip6tables";
 
     private static string Suffix(IptablesBackend backend) => backend == IptablesBackend.Legacy ? "legacy" : "nft";

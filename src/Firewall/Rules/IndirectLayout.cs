@@ -77,11 +77,11 @@ public static class IndirectLayout
             new DesiredTable(
                 "filter",
                 new Dictionary<string, IReadOnlyList<string>> { [Names.InputChain] = input, [Names.ForwardChain] = forward },
-                [new Hook("INPUT", Names.InputChain), new Hook("FORWARD", Names.ForwardChain)]),
+                [Hook.Jump("INPUT", Names.InputChain), Hook.Jump("FORWARD", Names.ForwardChain)]),
             new DesiredTable(
                 "nat",
                 new Dictionary<string, IReadOnlyList<string>> { [Names.PostroutingChain] = postrouting },
-                [new Hook("POSTROUTING", Names.PostroutingChain)]),
+                [Hook.Jump("POSTROUTING", Names.PostroutingChain)]),
         ];
     }
 }

@@ -9,6 +9,12 @@ public static class Names
     /// <summary>The comment on our rules in chains we do not own (the hooks in the built-ins).</summary>
     public const string HookComment = "ts-cgnat hook";
 
+    /// <summary>The comment on our exemption rules inside Tailscale's chains (<see cref="Model.Strategy.InChain"/>).</summary>
+    public const string ExemptionComment = "ts-cgnat exemption";
+
+    /// <summary>What every comment of ours starts with, in iptables and nft alike.</summary>
+    public const string CommentPrefix = "ts-cgnat ";
+
     public const string InputChain = "TSCGNAT-INPUT";
     public const string ForwardChain = "TSCGNAT-FORWARD";
     public const string PostroutingChain = "TSCGNAT-POSTROUTING";
@@ -34,5 +40,9 @@ public static class Names
 
     public static string HookRule(string target) => $"-m comment --comment \"{HookComment}\" -j {target}";
 
-    public static bool IsOurHook(string rule) => rule.Contains($"--comment \"{HookComment}\"", StringComparison.Ordinal);
+    /// <summary>A rule of ours in a chain we do not own, in iptables-save form: it carries one of our comments.</summary>
+    public static bool IsOurRule(string rule) => rule.Contains($"--comment \"{CommentPrefix}", StringComparison.Ordinal);
+
+    /// <summary>An nft rule comment (userdata) of ours; iptables-nft stores <c>-m comment</c> there too.</summary>
+    public static bool IsOurComment(string? comment) => comment is not null && comment.StartsWith(CommentPrefix, StringComparison.Ordinal);
 }

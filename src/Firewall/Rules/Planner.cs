@@ -61,27 +61,36 @@ public static class Planner
         var inserts = new List<string>();
         foreach (var (chain, rules) in actual.Chains.Where(c => !Names.IsOurs(c.Key)).OrderBy(c => c.Key, StringComparer.Ordinal))
         {
-            var wanted = wantedHooks.Where(h => h.Chain == chain).Select(h => h.Rule).ToHashSet(StringComparer.Ordinal);
+            var wanted = wantedHooks.Where(h => h.Chain == chain).ToDictionary(h => h.Rule, StringComparer.Ordinal);
             var kept = new HashSet<string>(StringComparer.Ordinal);
-            foreach (var rule in rules.Where(Names.IsOurHook))
+            var firstDrop = FirstForeignDrop(rules);
+            for (var i = 0; i < rules.Count; i++)
             {
-                // A wanted hook is kept once; duplicates and hooks we no longer want go.
-                if (!wanted.Contains(rule) || !kept.Add(rule))
+                var rule = rules[i];
+                if (!Names.IsOurRule(rule))
+                {
+                    continue;
+                }
+
+                // A wanted rule is kept once, and an exemption only while it is above every DROP of the
+                // chain's owner; duplicates, misplaced exemptions and rules we no longer want go.
+                if (!wanted.TryGetValue(rule, out var hook) || (hook.AheadOfDrops && i > firstDrop) || !kept.Add(rule))
                 {
                     deletes.Add($"-D {chain} {rule}");
                 }
             }
-        }
 
-        foreach (var hook in wantedHooks)
-        {
-            // Inserted at the top when missing, never moved once present: another tool that also
-            // wants position 1 (as tailscaled's mode "on" does) must not start a tug of war with us.
-            if (!actual.Rules(hook.Chain).Contains(hook.Rule, StringComparer.Ordinal))
+            foreach (var hook in wanted.Values.Where(h => !kept.Contains(h.Rule)))
             {
-                inserts.Add($"-I {hook.Chain} 1 {hook.Rule}");
+                // Inserted at the top when missing. A hook is never moved once present: another tool that
+                // also wants position 1 (as tailscaled's mode "on" does) must not start a tug of war with us.
+                inserts.Add($"-I {chain} 1 {hook.Rule}");
             }
         }
+
+        // A table not loaded yet lists no chains; restore creates it with its built-ins. (Layouts only
+        // want rules in Tailscale's chains once they exist.)
+        inserts.AddRange(wantedHooks.Where(h => !actual.HasChain(h.Chain)).Select(h => $"-I {h.Chain} 1 {h.Rule}"));
 
         var lines = new List<string>();
         lines.AddRange(rewrite.Concat(stale).Select(c => $":{c} - [0:0]"));
@@ -94,6 +103,20 @@ public static class Planner
         lines.AddRange(inserts);
         lines.AddRange(stale.Select(c => $"-X {c}"));
         return lines;
+    }
+
+    /// <summary>Index of the first rule that is not ours and drops, or <see cref="int.MaxValue"/>.</summary>
+    private static int FirstForeignDrop(List<string> rules)
+    {
+        for (var i = 0; i < rules.Count; i++)
+        {
+            if (!Names.IsOurRule(rules[i]) && (rules[i].EndsWith("-j DROP", StringComparison.Ordinal) || rules[i].Contains("-j REJECT", StringComparison.Ordinal)))
+            {
+                return i;
+            }
+        }
+
+        return int.MaxValue;
     }
 
     /// <summary>

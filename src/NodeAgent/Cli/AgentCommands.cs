@@ -38,8 +38,14 @@ public static class AgentCommands
 
     private static readonly Option<string> Strategy = new("--strategy")
     {
-        Description = "How exemptions are wired to Tailscale's chains: auto picks from what it detects; indirect needs tailscaled in --netfilter-mode=nodivert.",
+        Description = "How exemptions are wired to Tailscale's chains: auto picks from what it detects (indirect for the iptables runner in nodivert, in-chain for mode on and the nftables runner); indirect needs tailscaled in --netfilter-mode=nodivert with its iptables runner.",
         DefaultValueFactory = _ => "auto",
+    };
+
+    private static readonly Option<string> TailscaleSocket = new("--tailscale-socket")
+    {
+        Description = "tailscaled's LocalAPI socket; when it is not there, what tailscaled does is learned from the firewall alone.",
+        DefaultValueFactory = _ => "/var/run/tailscale/tailscaled.sock",
     };
 
     private static readonly Option<string> TailscaleInterface = new("--tailscale-interface")
@@ -73,7 +79,7 @@ public static class AgentCommands
 
     public static RootCommand Build()
     {
-        Strategy.AcceptOnlyFromAmong("auto", "indirect");
+        Strategy.AcceptOnlyFromAmong("auto", "indirect", "in-chain");
         Backend.AcceptOnlyFromAmong("legacy", "nft");
         TailscaleInterface.Validators.Add(r =>
         {
@@ -143,7 +149,8 @@ public static class AgentCommands
 
     private static FirewallSettings Settings(ParseResult parse) => new(
         parse.GetValue(TailscaleInterface)!,
-        parse.GetValue(Backend) switch { "legacy" => IptablesBackend.Legacy, "nft" => IptablesBackend.Nft, _ => null });
+        parse.GetValue(Backend) switch { "legacy" => IptablesBackend.Legacy, "nft" => IptablesBackend.Nft, _ => null },
+        parse.GetValue(Strategy) switch { "indirect" => StrategyRequest.Indirect, "in-chain" => StrategyRequest.InChain, _ => StrategyRequest.Auto });
 
     private static ICommandRunner Runner(ParseResult parse) =>
         parse.GetValue(Netns) is { } netns ? new NetnsRunner(new ProcessRunner(), netns) : new ProcessRunner();
@@ -259,7 +266,17 @@ public static class AgentCommands
     private static void Report(ReconcileResult result, PolicySet set)
     {
         var plan = result.Plan;
-        Console.WriteLine($"back end: {Tools.Name(plan.Backend.Backend)} ({plan.Backend.Reason})");
+        Console.WriteLine($"back end: {plan.BackendName} ({plan.Backend.Reason})");
+        if (plan.Runner is { } runner)
+        {
+            Console.WriteLine($"tailscaled runner: {runner.Runner} ({runner.Reason})");
+        }
+
+        if (plan.Strategy is { } strategy)
+        {
+            Console.WriteLine($"strategy: {strategy.Strategy} ({strategy.Reason})");
+        }
+
         foreach (var (family, ts) in plan.Tailscale)
         {
             Console.WriteLine($"tailscale {family}: {ts.Mode}" + (ts.Input ? $", ts-input has {ts.InputRules} rules" : ""));
@@ -279,6 +296,11 @@ public static class AgentCommands
         if (plan.IpsetDestroyStaging is not null || plan.IpsetUpdate is not null)
         {
             steps.Add("ipset sets");
+        }
+
+        if (plan.NftScript is not null)
+        {
+            steps.Add("nft");
         }
 
         steps.AddRange(plan.Restores.Select(s => $"{Tools.Restore(s.Backend, s.Family)}"));

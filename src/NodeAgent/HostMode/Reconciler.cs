@@ -17,6 +17,11 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
     private IReadOnlyList<ValidatedPolicy>? _policies;
     private Exemptions? _exemptions;
 
+    /// <summary>What the LocalAPI says about tailscaled (null while it is not reachable); set by the agent's watcher.</summary>
+    public TailscaleHint? Hint { get; set; }
+
+    private FirewallSettings Current => settings with { Hint = Hint };
+
     /// <summary>tailscaled's stateful filtering as last seen; seeds the planner while ts-forward is being rebuilt.</summary>
     public bool? Stateful { get; private set; }
 
@@ -55,7 +60,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 
         _saved = state;
         Stateful = state.Stateful;
-        var result = await firewall.ReconcileAsync(state.ToExemptions(), settings, Stateful, dryRun: false, cancellationToken);
+        var result = await firewall.ReconcileAsync(state.ToExemptions(), Current, Stateful, dryRun: false, cancellationToken);
         logger.Log(
             result.Wrote ? LogLevel.Information : LogLevel.Debug,
             "restored the cached state of {AppliedAt:O} ({Policies} policies): {Outcome}",
@@ -74,7 +79,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         }
 
         var exemptions = _exemptions!;
-        var result = await firewall.ReconcileAsync(exemptions, settings, Stateful ?? Cached()?.Stateful, dryRun, cancellationToken);
+        var result = await firewall.ReconcileAsync(exemptions, Current, Stateful ?? Cached()?.Stateful, dryRun, cancellationToken);
         if (dryRun)
         {
             return result;

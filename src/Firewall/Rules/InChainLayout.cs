@@ -1,0 +1,48 @@
+using TsCgnat.Firewall.Model;
+
+namespace TsCgnat.Firewall.Rules;
+
+/// <summary>
+/// The <see cref="Strategy.InChain"/> layout for tailscaled's iptables runner (mode <c>on</c>): our
+/// tagged exemption rules at the top of <c>ts-input</c> and <c>ts-forward</c>, matching our ipset sets.
+/// </summary>
+/// <remarks>
+/// In mode <c>on</c> tailscaled re-inserts its own jump at position 1 of INPUT on every start and
+/// down/up (facts section 7), so nothing in INPUT can run before ts-input: the exemption must live
+/// inside it. tailscaled wipes it at every flush; the agent's repair loop puts it back. Two input rules,
+/// not one, because a set type cannot mix "any interface" and "these interfaces" members.
+/// IPv6 gets nothing: Tailscale has no IPv6 CGNAT drop.
+/// </remarks>
+public static class InChainLayout
+{
+    public static DesiredState Build(
+        IReadOnlyList<DesiredSet> sets, string tailscaleInterface, IReadOnlyDictionary<IpFamily, TailscaleChains> tailscale, bool stateful)
+    {
+        var families = new Dictionary<IpFamily, IReadOnlyList<DesiredTable>>();
+        foreach (var (family, ts) in tailscale)
+        {
+            families[family] = family == IpFamily.V4 ? [Filter(tailscaleInterface, ts, stateful)] : [];
+        }
+
+        return new DesiredState(sets, families);
+    }
+
+    /// <summary>The exemption rules, in iptables-save form (the order iptables-save prints the matches in).</summary>
+    public static IReadOnlyList<Hook> Rules(string tun, bool stateful) =>
+    [
+        new(Names.TsInput, $"! -i {tun} {Comment} -m set --match-set {Names.SourceSet} src -j RETURN", AheadOfDrops: true),
+        new(Names.TsInput, $"! -i {tun} {Comment} -m set --match-set {Names.InterfaceSourceSet} src,src -j RETURN", AheadOfDrops: true),
+        new(Names.TsForward, stateful
+            ? $"-o {tun} {Comment} -m set --match-set {Names.SubnetSet} src -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+            : $"-o {tun} {Comment} -m set --match-set {Names.SubnetSet} src -j ACCEPT", AheadOfDrops: true),
+    ];
+
+    private static string Comment => $"-m comment --comment \"{Names.ExemptionComment}\"";
+
+    private static DesiredTable Filter(string tun, TailscaleChains ts, bool stateful) =>
+        new(
+            "filter",
+            new Dictionary<string, IReadOnlyList<string>>(),
+            // Only into chains tailscaled has made: creating ts-* ourselves would break its nftables runner.
+            Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? ts.Input : ts.Forward).ToList());
+}
