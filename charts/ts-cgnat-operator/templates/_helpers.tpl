@@ -64,10 +64,14 @@ app.kubernetes.io/component: {{ .component }}
 programs export over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT is set. Must follow POD_NAME and
 NODE_NAME in the container's env: $(VAR) expands only variables defined earlier in the list. */}}
 {{- define "ts-cgnat.otelEnv" -}}
+{{- $attributes := printf "k8s.namespace.name=%s,k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME)" .ctx.Release.Namespace }}
+{{- with .ctx.Values.otel.resourceAttributes }}
+{{- $attributes = printf "%s,%s" $attributes . }}
+{{- end }}
 - name: OTEL_SERVICE_NAME
   value: {{ .service | quote }}
 - name: OTEL_RESOURCE_ATTRIBUTES
-  value: {{ printf "k8s.namespace.name=%s,k8s.pod.name=$(POD_NAME),k8s.node.name=$(NODE_NAME)%s" .ctx.Release.Namespace (ternary (printf ",%s" .ctx.Values.otel.resourceAttributes) "" (ne .ctx.Values.otel.resourceAttributes "")) | quote }}
+  value: {{ $attributes | quote }}
 {{- if .ctx.Values.otel.endpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .ctx.Values.otel.endpoint | quote }}
