@@ -110,15 +110,16 @@ public sealed class ResourceCache<T>
             while (!cancellationToken.IsCancellationRequested)
             {
                 TimeSpan delay;
+                var listed = resourceVersion is null;
                 try
                 {
-                    if (resourceVersion is null)
+                    if (listed)
                     {
                         await RelistAsync(cancellationToken);
                         backoff.Reset();
                     }
 
-                    if (await WatchOnceAsync(cancellationToken))
+                    if (await WatchOnceAsync(listed, cancellationToken))
                     {
                         backoff.Reset();
                         continue;
@@ -135,7 +136,13 @@ public sealed class ResourceCache<T>
                 {
                     logger.LogInformation("{Kind} watch from resourceVersion {ResourceVersion} is too old (410 Gone); relisting", typeof(T).Name, resourceVersion);
                     resourceVersion = null;
-                    continue;
+                    if (!listed)
+                    {
+                        continue;
+                    }
+
+                    // Gone straight after our own list: the server is confused; do not relist in a tight loop.
+                    delay = backoff.NextDelay();
                 }
                 catch (Exception e)
                 {
@@ -183,8 +190,11 @@ public sealed class ResourceCache<T>
         synced.TrySetResult();
     }
 
-    /// <summary>One watch from <see cref="resourceVersion"/>; true if it was a healthy one (delivered or lasted).</summary>
-    private async Task<bool> WatchOnceAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// One watch from <see cref="resourceVersion"/>; true if it was a healthy one: it delivered something, or
+    /// lasted, or expired (410) a resourceVersion older than a list just made, which a relist cures at once.
+    /// </summary>
+    private async Task<bool> WatchOnceAsync(bool justListed, CancellationToken cancellationToken)
     {
         var timeout = options.MinWatchTimeout * (1 + random.NextDouble());
         using var deadline = new CancellationTokenSource(timeout + options.WatchGrace, time);
@@ -223,15 +233,22 @@ public sealed class ResourceCache<T>
         {
             logger.LogInformation("{Kind} watch silent past its timeout; resuming", typeof(T).Name);
         }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && !KubeErrors.IsGone(e) && (delivered > 0 || gone))
+        {
+            // A connection that worked and then broke (API server restart, load balancer idle cut): resume at
+            // once from where it got to. One that never worked goes to the caller's backoff instead.
+            logger.LogInformation("{Kind} watch broke after {Events} event(s), resuming from {ResourceVersion}: {Error}", typeof(T).Name, delivered, resourceVersion, e.Message);
+        }
 
         if (gone)
         {
             logger.LogInformation("{Kind} watch from resourceVersion {ResourceVersion} expired (410 Gone); relisting", typeof(T).Name, resourceVersion);
             resourceVersion = null;
-            // Relisting at once is right after a healthy watch; a 410 right away still counts as a short watch.
         }
 
-        var healthy = delivered > 0 || time.GetElapsedTime(started) >= options.ShortWatch;
+        // A 410 straight after a list means the server cannot serve its own list's version: back off then,
+        // or a confused server would be relisted in a tight loop.
+        var healthy = delivered > 0 || time.GetElapsedTime(started) >= options.ShortWatch || (gone && !justListed);
         if (!healthy && watchError is not null)
         {
             throw watchError;
