@@ -108,6 +108,7 @@ public sealed class FirewallWriteException(string message) : Exception(message);
 public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
 {
     private const int LockRetries = 3;
+    private const int WriteAttempts = 3;
     private static readonly (IptablesBackend, IpFamily)[] Everything =
     [
         (IptablesBackend.Legacy, IpFamily.V4), (IptablesBackend.Legacy, IpFamily.V6),
@@ -356,11 +357,22 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             ?? await ReadAsync(cancellationToken);
         var previous = _previous with { Stateful = previousStateful ?? _previous.Stateful };
         var plan = Plan(snapshot, DesiredSets(exemptions), settings, previous);
-        if (!dryRun && !plan.IsEmpty)
+        for (var attempt = 1; !dryRun && !plan.IsEmpty; attempt++)
         {
             try
             {
                 await WriteAsync(plan, cancellationToken);
+                break;
+            }
+            catch (FirewallWriteException e) when (attempt < WriteAttempts)
+            {
+                // tailscaled rebuilds its chains with dozens of separate commands; a write planned against
+                // a chain it flushed or deleted a moment ago fails as a whole (one transaction) and changes
+                // nothing. Read again and re-plan at once rather than waiting for the next trigger.
+                _settled = null;
+                _log.LogDebug("write raced with another change ({Error}); reading again ({Attempt}/{Attempts})", e.Message, attempt, WriteAttempts);
+                snapshot = await ReadAsync(cancellationToken);
+                plan = Plan(snapshot, DesiredSets(exemptions), settings, previous);
             }
             catch
             {

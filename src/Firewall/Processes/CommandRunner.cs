@@ -19,9 +19,33 @@ public interface ICommandRunner
     Task<CommandOutput> RunAsync(string program, IReadOnlyList<string> arguments, string? standardInput, CancellationToken cancellationToken);
 }
 
-/// <summary>Runs processes with CliWrap, arguments as a list, output buffered, exit code returned not thrown.</summary>
-public sealed class ProcessRunner : ICommandRunner
+/// <summary>A long-running process whose output lines are events (<c>nft monitor</c>).</summary>
+public interface ICommandStreamer
 {
+    /// <summary>Runs until the process exits or <paramref name="cancellationToken"/> fires; calls <paramref name="onLine"/> for each stdout line as it comes. Returns the exit code (127: not installed).</summary>
+    Task<int> StreamAsync(string program, IReadOnlyList<string> arguments, Action<string> onLine, CancellationToken cancellationToken);
+}
+
+/// <summary>Runs processes with CliWrap, arguments as a list, output buffered, exit code returned not thrown.</summary>
+public sealed class ProcessRunner : ICommandRunner, ICommandStreamer
+{
+    public async Task<int> StreamAsync(string program, IReadOnlyList<string> arguments, Action<string> onLine, CancellationToken cancellationToken)
+    {
+        var command = Cli.Wrap(program)
+            .WithArguments(arguments)
+            .WithValidation(CommandResultValidation.None)
+            .WithStandardOutputPipe(PipeTarget.ToDelegate(onLine));
+        try
+        {
+            var result = await command.ExecuteAsync(cancellationToken);
+            return result.ExitCode;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return 127;
+        }
+    }
+
     public async Task<CommandOutput> RunAsync(string program, IReadOnlyList<string> arguments, string? standardInput, CancellationToken cancellationToken)
     {
         var command = Cli.Wrap(program)
@@ -49,8 +73,13 @@ public sealed class ProcessRunner : ICommandRunner
 /// Runs every command inside a named network namespace while this process stays outside, as a node
 /// agent must when Tailscale lives in another namespace (and as the lab tests and benchmarks do).
 /// </summary>
-public sealed class NetnsRunner(ICommandRunner inner, string netns) : ICommandRunner
+public sealed class NetnsRunner(ICommandRunner inner, string netns) : ICommandRunner, ICommandStreamer
 {
+    public Task<int> StreamAsync(string program, IReadOnlyList<string> arguments, Action<string> onLine, CancellationToken cancellationToken) =>
+        inner is ICommandStreamer streamer
+            ? streamer.StreamAsync("ip", ["netns", "exec", netns, program, .. arguments], onLine, cancellationToken)
+            : throw new NotSupportedException($"{inner.GetType().Name} cannot stream");
+
     public Task<CommandOutput> RunAsync(string program, IReadOnlyList<string> arguments, string? standardInput, CancellationToken cancellationToken) =>
         inner.RunAsync("ip", ["netns", "exec", netns, program, .. arguments], standardInput, cancellationToken);
 }

@@ -10,6 +10,8 @@ using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.State;
+using TsCgnat.NodeAgent.Tailscale;
+using TsCgnat.NodeAgent.Triggers;
 
 namespace TsCgnat.NodeAgent.Cli;
 
@@ -75,6 +77,12 @@ public static class AgentCommands
         DefaultValueFactory = _ => 30,
     };
 
+    private static readonly Option<double> LegacyPollSeconds = new("--legacy-poll-interval")
+    {
+        Description = "Seconds between polls of iptables-legacy for changes, while the rules live there (nf_tables changes are seen as they happen).",
+        DefaultValueFactory = _ => 1.0,
+    };
+
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be written; write nothing." };
 
     public static RootCommand Build()
@@ -96,9 +104,17 @@ public static class AgentCommands
             }
         });
 
+        LegacyPollSeconds.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<double>() is < 0.05 or > 3600)
+            {
+                r.AddError("--legacy-poll-interval must be between 0.05 and 3600 seconds");
+            }
+        });
+
         var run = new Command("run", "Keep this host's rules matching the policies (host mode with --policy-file; cluster mode is not built yet).")
         {
-            PolicyFile, NodeName, Strategy, StateDir, TailscaleInterface, Backend, Netns, ResyncSeconds,
+            PolicyFile, NodeName, Strategy, StateDir, TailscaleSocket, TailscaleInterface, Backend, Netns, ResyncSeconds, LegacyPollSeconds,
         };
         run.SetAction((parse, ct) => RunAsync(parse, ct));
 
@@ -253,7 +269,16 @@ public static class AgentCommands
         builder.Services.AddSingleton(sp => new Reconciler(
             sp.GetRequiredService<HostFirewall>(), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!),
             TimeProvider.System, sp.GetRequiredService<ILogger<Reconciler>>()));
-        builder.Services.AddSingleton(new HostModeOptions(paths, TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds))));
+        builder.Services.AddSingleton(new HostModeOptions(paths, TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds)), TimeSpan.FromMilliseconds(5)));
+        builder.Services.AddSingleton<RepairStats>();
+        builder.Services.AddSingleton<Func<Action<Trigger>, FirewallWatch>>(sp => changed => new FirewallWatch(
+            Runner(parse), changed, sp.GetRequiredService<ILogger<FirewallWatch>>(), TimeProvider.System)
+        {
+            PollInterval = TimeSpan.FromSeconds(parse.GetValue(LegacyPollSeconds)),
+        });
+        builder.Services.AddSingleton(sp => new LocalApiClient(parse.GetValue(TailscaleSocket)!));
+        builder.Services.AddSingleton<Func<Action<TailscaleView>, TailscaleWatcher>>(sp => changed => new TailscaleWatcher(
+            sp.GetRequiredService<LocalApiClient>(), changed, sp.GetRequiredService<ILogger<TailscaleWatcher>>(), TimeProvider.System));
         builder.Services.AddHostedService<HostModeAgent>();
         using var host = builder.Build();
         host.Services.GetRequiredService<ILogger<HostModeAgent>>().LogInformation(

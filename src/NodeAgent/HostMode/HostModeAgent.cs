@@ -4,24 +4,39 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Firewall;
+using TsCgnat.Firewall.Model;
+using TsCgnat.NodeAgent.Tailscale;
+using TsCgnat.NodeAgent.Triggers;
 
 namespace TsCgnat.NodeAgent.HostMode;
 
 /// <summary>Options of <c>ts-cgnat-agent run</c> in host mode.</summary>
-public sealed record HostModeOptions(IReadOnlyList<string> PolicyPaths, TimeSpan ResyncInterval);
+/// <param name="Debounce">How long to wait after a firewall change before looking, so a burst of tailscaled's commands is read once.</param>
+public sealed record HostModeOptions(IReadOnlyList<string> PolicyPaths, TimeSpan ResyncInterval, TimeSpan? Debounce = null);
 
 /// <summary>
 /// <c>run</c> without Kubernetes: restores the cached state, then keeps the host matching the policy
 /// files. Inputs (file changes, SIGHUP, the resync timer, a retry after a failure) only mark the host
 /// dirty; one reconcile reads everything again, so bursts coalesce and no logic depends on which
-/// input fired. Stopping leaves the rules in place.
+/// input fired. Firewall changes (nft monitor, the legacy poll) and tailscaled's state and prefs
+/// notifications are inputs too, which is how drift is repaired within milliseconds. Stopping leaves
+/// the rules in place.
 /// </summary>
-public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options, ILogger<HostModeAgent> logger) : BackgroundService
+public sealed class HostModeAgent(
+    Reconciler reconciler,
+    HostModeOptions options,
+    ILogger<HostModeAgent> logger,
+    TimeProvider time,
+    RepairStats repairs,
+    Func<Action<Trigger>, FirewallWatch>? firewallWatch = null,
+    Func<Action<TailscaleView>, TailscaleWatcher>? tailscaleWatcher = null) : BackgroundService
 {
-    private const string PeriodicResync = "periodic resync";
-    private const string RetryAfterFailure = "retry after failure";
     private static readonly TimeSpan FileSettle = TimeSpan.FromMilliseconds(200);
-    private readonly Channel<string> _dirty = Channel.CreateBounded<string>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+
+    // One pending trigger is enough (level-triggered): a later one while one waits adds nothing, and the
+    // earliest one's time is what the repair latency is measured from.
+    private readonly Channel<Trigger> _dirty = Channel.CreateBounded<Trigger>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private FirewallWatch? _firewall;
     private IReadOnlyList<ValidatedPolicy>? _lastGood;
     private string? _lastProblems;
     private string? _fingerprint;
@@ -34,9 +49,20 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
         {
             context.Cancel = true; // SIGHUP means "read the files again", not "terminate"
-            MarkDirty("SIGHUP");
+            MarkDirty(Causes.Hangup);
         });
-        using var watchers = new WatcherSet(WatchedDirectories(options.PolicyPaths), () => MarkDirty("policy file changed"));
+        using var watchers = new WatcherSet(WatchedDirectories(options.PolicyPaths), () => MarkDirty(Causes.PolicyChanged));
+        _firewall = firewallWatch?.Invoke(t => _dirty.Writer.TryWrite(t));
+        if (_firewall is not null)
+        {
+            _ = _firewall.RunMonitorAsync(stoppingToken);
+            _ = _firewall.RunLegacyPollAsync(stoppingToken);
+        }
+
+        if (tailscaleWatcher?.Invoke(OnTailscale) is { } tailscale)
+        {
+            _ = tailscale.RunAsync(stoppingToken);
+        }
 
         try
         {
@@ -49,20 +75,26 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         }
 
         _ = ResyncTimerAsync(stoppingToken);
-        MarkDirty("start");
+        MarkDirty(Causes.Start);
 
         var failures = 0;
-        await foreach (var reason in _dirty.Reader.ReadAllAsync(stoppingToken))
+        await foreach (var trigger in _dirty.Reader.ReadAllAsync(stoppingToken))
         {
-            if (reason == "policy file changed")
+            var reason = trigger.Cause;
+            if (reason == Causes.PolicyChanged)
             {
                 await Task.Delay(FileSettle, stoppingToken); // let an editor finish its write-rename dance
+                _dirty.Reader.TryRead(out _);
+            }
+            else if (reason is Causes.FirewallEvent or Causes.LegacyPoll && options.Debounce is { } debounce && debounce > TimeSpan.Zero)
+            {
+                await Task.Delay(debounce, time, stoppingToken); // one read for a burst of commands
                 _dirty.Reader.TryRead(out _);
             }
 
             try
             {
-                await ReconcileOnceAsync(reason, stoppingToken);
+                await ReconcileOnceAsync(trigger, stoppingToken);
                 failures = 0;
             }
             catch (Exception e) when (e is not OperationCanceledException)
@@ -75,16 +107,17 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         }
     }
 
-    private async Task ReconcileOnceAsync(string reason, CancellationToken cancellationToken)
+    private async Task ReconcileOnceAsync(Trigger trigger, CancellationToken cancellationToken)
     {
+        var reason = trigger.Cause;
         // A timer resync re-reads the files only when one changed (size, time or the set of files), so
         // an idle pass costs a few stat calls instead of parsing every policy again, and a missed
         // watcher event is still caught. A watcher event or SIGHUP always re-reads.
         var fingerprint = PolicyFiles.Fingerprint(options.PolicyPaths);
-        var timer = reason is PeriodicResync or RetryAfterFailure;
-        if (timer && fingerprint == _fingerprint && _lastProblems is null && _lastGood is not null)
+        var unchanged = reason is not (Causes.PolicyChanged or Causes.Hangup or Causes.Start);
+        if (unchanged && fingerprint == _fingerprint && _lastProblems is null && _lastGood is not null)
         {
-            await ApplyAsync(reason, cancellationToken);
+            await ApplyAsync(trigger, cancellationToken);
             return;
         }
 
@@ -116,13 +149,22 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
             }
         }
 
-        await ApplyAsync(reason, cancellationToken);
+        await ApplyAsync(trigger, cancellationToken);
     }
 
-    private async Task ApplyAsync(string reason, CancellationToken cancellationToken)
+    private async Task ApplyAsync(Trigger trigger, CancellationToken cancellationToken)
     {
+        var reason = trigger.Cause;
         var result = await reconciler.ApplyAsync(_lastGood!, dryRun: false, cancellationToken);
         Reconciles++;
+        _firewall?.RulesLiveIn(result.Plan.BackendName);
+        if (result.Wrote && Causes.IsRepair(reason))
+        {
+            var latency = time.GetElapsedTime(trigger.SeenAt);
+            repairs.Record(reason, latency);
+            logger.LogInformation("repaired drift ({Reason}): rules back {Latency:F1} ms after the change was seen", reason, latency.TotalMilliseconds);
+        }
+
         foreach (var warning in result.Plan.Warnings)
         {
             logger.LogWarning("{Warning}", warning);
@@ -131,8 +173,9 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         if (result.Wrote)
         {
             logger.LogInformation(
-                "reconciled ({Reason}) in {Elapsed:F1} ms: rules written to {Backend} ({Why}); {Policies} policies",
-                reason, result.Elapsed.TotalMilliseconds, result.Plan.Backend.Backend, result.Plan.Backend.Reason, _lastGood!.Count);
+                "reconciled ({Reason}) in {Elapsed:F1} ms: rules written to {Backend} ({Why}), strategy {Strategy} ({StrategyWhy}); {Policies} policies",
+                reason, result.Elapsed.TotalMilliseconds, result.Plan.BackendName, result.Plan.Backend.Reason,
+                result.Plan.Strategy?.Strategy, result.Plan.Strategy?.Reason, _lastGood!.Count);
         }
         else
         {
@@ -140,7 +183,20 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         }
     }
 
-    private void MarkDirty(string reason) => _dirty.Writer.TryWrite(reason);
+    private void MarkDirty(string reason) => _dirty.Writer.TryWrite(new Trigger(reason, time.GetTimestamp()));
+
+    /// <summary>tailscaled changed state or prefs (or came and went): remember what it says, and look again.</summary>
+    private void OnTailscale(TailscaleView view)
+    {
+        reconciler.Hint = view.Reachable && view.Prefs is { } prefs
+            ? new TailscaleHint(
+                (TsCgnat.Firewall.Model.NetfilterMode)(int)prefs.NetfilterMode,
+                prefs.NetfilterKind,
+                prefs.NoStatefulFiltering is null ? null : prefs.StatefulFiltering,
+                view.State == BackendState.Running)
+            : null;
+        MarkDirty(Causes.Tailscale);
+    }
 
     private async Task ResyncTimerAsync(CancellationToken cancellationToken)
     {
@@ -149,7 +205,7 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
             {
-                MarkDirty(PeriodicResync);
+                MarkDirty(Causes.PeriodicResync);
             }
         }
         catch (OperationCanceledException)
@@ -162,7 +218,7 @@ public sealed class HostModeAgent(Reconciler reconciler, HostModeOptions options
         try
         {
             await Task.Delay(delay, cancellationToken);
-            MarkDirty(RetryAfterFailure);
+            MarkDirty(Causes.Retry);
         }
         catch (OperationCanceledException)
         {
