@@ -108,7 +108,7 @@ internal static class JsonPatch
         return pointer[1..].Split('/').Select(t => t.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal)).ToArray();
     }
 
-    private static JsonNode? Find(JsonNode root, string pointer, Func<string, ApiError> invalid)
+    private static JsonNode? Find(JsonNode root, string pointer, Func<string, ApiError> invalid, string? reportAs = null)
     {
         var node = root;
         foreach (var token in Tokens(pointer, invalid))
@@ -117,7 +117,7 @@ internal static class JsonPatch
             {
                 JsonObject o when o.TryGetPropertyValue(token, out var child) => child,
                 JsonArray a when int.TryParse(token, out var i) && i >= 0 && i < a.Count => a[i],
-                _ => throw invalid($"path {pointer} does not exist"),
+                _ => throw invalid($"path {reportAs ?? pointer} does not exist"),
             };
             if (node is null)
             {
@@ -132,7 +132,7 @@ internal static class JsonPatch
     {
         var tokens = Tokens(pointer, invalid);
         var parentPointer = string.Concat(tokens[..^1].Select(t => "/" + t.Replace("~", "~0", StringComparison.Ordinal).Replace("/", "~1", StringComparison.Ordinal)));
-        var parent = Find(root, parentPointer, invalid) ?? throw invalid($"path {pointer} does not exist");
+        var parent = Find(root, parentPointer, invalid, pointer) ?? throw invalid($"path {pointer} does not exist");
         return (parent, tokens[^1]);
     }
 
