@@ -26,7 +26,7 @@ public static class ExitCodes
 /// <summary>The <c>ts-cgnat-agent</c> command line.</summary>
 public static class AgentCommands
 {
-    private static readonly Option<string[]> PolicyFile = new("--policy-file")
+    internal static readonly Option<string[]> PolicyFile = new("--policy-file")
     {
         Description = "A policy file (one or more CgnatAllowPolicy YAML documents) or a directory of *.yaml files. Repeatable.",
         AllowMultipleArgumentsPerToken = false,
@@ -38,19 +38,19 @@ public static class AgentCommands
         DefaultValueFactory = _ => "/var/lib/ts-cgnat",
     };
 
-    private static readonly Option<string> Strategy = new("--strategy")
+    internal static readonly Option<string> Strategy = new("--strategy")
     {
         Description = "How exemptions are wired to Tailscale's chains: auto picks from what it detects (indirect for the iptables runner in nodivert, in-chain for mode on and the nftables runner); indirect needs tailscaled in --netfilter-mode=nodivert with its iptables runner.",
         DefaultValueFactory = _ => "auto",
     };
 
-    private static readonly Option<string> TailscaleSocket = new("--tailscale-socket")
+    internal static readonly Option<string> TailscaleSocket = new("--tailscale-socket")
     {
         Description = "tailscaled's LocalAPI socket; when it is not there, what tailscaled does is learned from the firewall alone.",
         DefaultValueFactory = _ => "/var/run/tailscale/tailscaled.sock",
     };
 
-    private static readonly Option<string> TailscaleInterface = new("--tailscale-interface")
+    internal static readonly Option<string> TailscaleInterface = new("--tailscale-interface")
     {
         Description = "tailscaled's tun interface (tailscaled --tun).",
         DefaultValueFactory = _ => "tailscale0",
@@ -61,7 +61,7 @@ public static class AgentCommands
         Description = "Force the iptables back end (legacy or nft) instead of detecting the one tailscaled uses.",
     };
 
-    private static readonly Option<string?> Netns = new("--netns")
+    internal static readonly Option<string?> Netns = new("--netns")
     {
         Description = "Run the firewall commands inside this named network namespace (ip netns) while the agent stays outside.",
     };
@@ -81,6 +81,11 @@ public static class AgentCommands
     {
         Description = "Seconds between polls of iptables-legacy for changes, while the rules live there (nf_tables changes are seen as they happen).",
         DefaultValueFactory = _ => 1.0,
+    };
+
+    private static readonly Option<bool> EnforceNoDivert = new("--enforce-nodivert")
+    {
+        Description = "Switch tailscaled from netfilter mode on to nodivert through its LocalAPI, so the Indirect strategy can be used (off by default).",
     };
 
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be written; write nothing." };
@@ -114,7 +119,7 @@ public static class AgentCommands
 
         var run = new Command("run", "Keep this host's rules matching the policies (host mode with --policy-file; cluster mode is not built yet).")
         {
-            PolicyFile, NodeName, Strategy, StateDir, TailscaleSocket, TailscaleInterface, Backend, Netns, ResyncSeconds, LegacyPollSeconds,
+            PolicyFile, NodeName, Strategy, StateDir, TailscaleSocket, TailscaleInterface, Backend, Netns, ResyncSeconds, LegacyPollSeconds, EnforceNoDivert,
         };
         run.SetAction((parse, ct) => RunAsync(parse, ct));
 
@@ -139,7 +144,7 @@ public static class AgentCommands
 
         return new RootCommand("ts-cgnat-agent: exempts chosen CGNAT sources from Tailscale's firewall drop, precisely and durably.")
         {
-            run, apply, cleanup, version,
+            run, apply, cleanup, DoctorCommand.Build(), version,
         };
     }
 
@@ -269,7 +274,7 @@ public static class AgentCommands
         builder.Services.AddSingleton(sp => new Reconciler(
             sp.GetRequiredService<HostFirewall>(), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!),
             TimeProvider.System, sp.GetRequiredService<ILogger<Reconciler>>()));
-        builder.Services.AddSingleton(new HostModeOptions(paths, TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds)), TimeSpan.FromMilliseconds(5)));
+        builder.Services.AddSingleton(new HostModeOptions(paths, TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds)), TimeSpan.FromMilliseconds(5), parse.GetValue(EnforceNoDivert)));
         builder.Services.AddSingleton<RepairStats>();
         builder.Services.AddSingleton<Func<Action<Trigger>, FirewallWatch>>(sp => changed => new FirewallWatch(
             Runner(parse), changed, sp.GetRequiredService<ILogger<FirewallWatch>>(), TimeProvider.System)

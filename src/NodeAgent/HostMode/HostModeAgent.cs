@@ -12,7 +12,8 @@ namespace TsCgnat.NodeAgent.HostMode;
 
 /// <summary>Options of <c>ts-cgnat-agent run</c> in host mode.</summary>
 /// <param name="Debounce">How long to wait after a firewall change before looking, so a burst of tailscaled's commands is read once.</param>
-public sealed record HostModeOptions(IReadOnlyList<string> PolicyPaths, TimeSpan ResyncInterval, TimeSpan? Debounce = null);
+/// <param name="EnforceNoDivert">Switch tailscaled from mode on to nodivert through the LocalAPI (design section 4, off by default).</param>
+public sealed record HostModeOptions(IReadOnlyList<string> PolicyPaths, TimeSpan ResyncInterval, TimeSpan? Debounce = null, bool EnforceNoDivert = false);
 
 /// <summary>
 /// <c>run</c> without Kubernetes: restores the cached state, then keeps the host matching the policy
@@ -29,8 +30,11 @@ public sealed class HostModeAgent(
     TimeProvider time,
     RepairStats repairs,
     Func<Action<Trigger>, FirewallWatch>? firewallWatch = null,
-    Func<Action<TailscaleView>, TailscaleWatcher>? tailscaleWatcher = null) : BackgroundService
+    Func<Action<TailscaleView>, TailscaleWatcher>? tailscaleWatcher = null,
+    LocalApiClient? localApi = null) : BackgroundService
 {
+    private int _enforcing;
+    private string? _enforceProblem;
     private static readonly TimeSpan FileSettle = TimeSpan.FromMilliseconds(200);
 
     // One pending trigger is enough (level-triggered): a later one while one waits adds nothing, and the
@@ -196,6 +200,38 @@ public sealed class HostModeAgent(
                 view.State == BackendState.Running)
             : null;
         MarkDirty(Causes.Tailscale);
+        if (options.EnforceNoDivert && localApi is not null && view.Reachable && view.Prefs?.NetfilterMode == Tailscale.NetfilterMode.On
+            && Interlocked.Exchange(ref _enforcing, 1) == 0)
+        {
+            _ = EnforceNoDivertAsync(localApi);
+        }
+    }
+
+    /// <summary>
+    /// --enforce-nodivert: mode on puts tailscaled's jump above everything in INPUT, so only InChain works
+    /// there, and InChain is wiped at every flush; nodivert lets Indirect hold. Mode off is left alone:
+    /// it is a deliberate choice (no Tailscale firewall at all), not something we should undo.
+    /// </summary>
+    private async Task EnforceNoDivertAsync(LocalApiClient client)
+    {
+        try
+        {
+            await client.SetNetfilterModeAsync(Tailscale.NetfilterMode.NoDivert, CancellationToken.None);
+            logger.LogInformation("--enforce-nodivert: switched tailscaled from netfilter mode on to nodivert through the LocalAPI");
+            _enforceProblem = null;
+        }
+        catch (Exception e) when (e is LocalApiException or IOException or HttpRequestException)
+        {
+            if (e.Message != _enforceProblem)
+            {
+                logger.LogError("--enforce-nodivert: tailscaled refused to switch to nodivert: {Error}; staying with the strategy Auto picks", e.Message);
+                _enforceProblem = e.Message;
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _enforcing, 0);
+        }
     }
 
     private async Task ResyncTimerAsync(CancellationToken cancellationToken)
