@@ -6,6 +6,9 @@ namespace TsCgnat.TestSupport;
 /// The seed lab (tests/fixtures/lab.sh): u2 the subnet router (100.64.0.2 on its LAN, tailnet address
 /// 100.101.102.103 on a veth named tailscale0), u3 on the LAN (100.64.0.3, and 100.64.9.9 which no
 /// policy allows), u4 a tailnet peer (100.101.102.104) routing 100.64.0.0/24 through u2.
+/// With a second router (for tests with two nodes): u5 the second subnet router (100.64.1.5 on its own
+/// LAN, tailnet address 100.101.102.105 on its tailscale0), u6 on that LAN (100.64.1.6), and u4 routing
+/// 100.64.1.0/24 through u5 over its second link, tailscale1.
 /// </summary>
 public sealed class Lab : IDisposable
 {
@@ -14,14 +17,29 @@ public sealed class Lab : IDisposable
     public const string U3Unlisted = "100.64.9.9";
     public const string U2Tailnet = "100.101.102.103";
     public const string U4Tailnet = "100.101.102.104";
+    public const string U5Lan = "100.64.1.5";
+    public const string U6 = "100.64.1.6";
+    public const string U5Tailnet = "100.101.102.105";
+    public const string U5Tailnet6 = "fd7a:115c:a1e0::1235";
 
-    public Lab()
+    /// <summary>
+    /// The emulator parameters for u5's tailscaled (its own tailnet addresses); pass them with the first command,
+    /// the emulator keeps them.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> U5Tailscaled { get; } =
+        new Dictionary<string, string> { ["IP4"] = U5Tailnet, ["IP6"] = U5Tailnet6 };
+
+    /// <param name="secondRouter">Also builds u5 and u6 (<c>lab.sh create PREFIX --second-router</c>).</param>
+    public Lab(bool secondRouter = false)
     {
         Prefix = UniqueName.For("tsl");
-        Sh.Ok(Repo.Fixture("lab.sh"), "create", Prefix);
+        HasSecondRouter = secondRouter;
+        Sh.Ok(Repo.Fixture("lab.sh"), secondRouter ? ["create", Prefix, "--second-router"] : ["create", Prefix]);
     }
 
     public string Prefix { get; }
+
+    public bool HasSecondRouter { get; }
 
     public string Ns(string node) => $"{Prefix}-{node}";
 
@@ -35,17 +53,34 @@ public sealed class Lab : IDisposable
     public void Dispose() => Sh.Run(Repo.Fixture("lab.sh"), "destroy", Prefix);
 }
 
-/// <summary>The tailscaled emulator (tests/fixtures/tailscaled-emu.sh) driving one namespace's firewall.</summary>
-public sealed class TailscaledEmulator(string netns, string backend) : IDisposable
+/// <summary>
+/// The tailscaled emulator (tests/fixtures/tailscaled-emu.sh) driving one namespace's firewall.
+/// <paramref name="backend"/> picks tailscaled's runner: <c>legacy</c> or <c>nft</c> (the iptables runner over
+/// iptables-legacy or iptables-nft) or <c>nftables</c> (the native nftables runner); <paramref name="version"/>
+/// an older release such as <c>1.96</c> (default: current behaviour).
+/// </summary>
+public sealed class TailscaledEmulator(string netns, string backend, string? version = null) : IDisposable
 {
     private readonly string _state = Path.Combine(Path.GetTempPath(), UniqueName.For("tsemu") + ".state");
 
     /// <summary>Runs one emulator command (start on, down, up, restart, crash, set-mode nodivert, ...).</summary>
-    public string Run(params string[] command) =>
-        Sh.Ok("env", ["TS_EMU_IPTABLES=" + backend, "ip", "netns", "exec", netns, Repo.Fixture("tailscaled-emu.sh"), "--state", _state, .. command]);
+    public string Run(params string[] command) => Sh.Ok("env", [.. Env(), .. Command(command)]);
 
     public string Run(IReadOnlyDictionary<string, string> env, params string[] command) =>
-        Sh.Ok("env", [.. env.Select(e => $"{e.Key}={e.Value}"), "TS_EMU_IPTABLES=" + backend, "ip", "netns", "exec", netns, Repo.Fixture("tailscaled-emu.sh"), "--state", _state, .. command]);
+        Sh.Ok("env", [.. env.Select(e => $"{e.Key}={e.Value}"), .. Env(), .. Command(command)]);
+
+    /// <summary>
+    /// Runs one command that may fail, for tests that assert on the failure (with the native nftables runner a
+    /// leftover ts-* chain makes start fail: exit 1, "start failed" and the reason on stderr).
+    /// </summary>
+    public CommandOutput TryRun(params string[] command) => Sh.Run("env", [.. Env(), .. Command(command)]);
 
     public void Dispose() => File.Delete(_state);
+
+    private string[] Env() => version is null
+        ? ["TS_EMU_IPTABLES=" + backend]
+        : ["TS_EMU_IPTABLES=" + backend, "TS_EMU_VERSION=" + version];
+
+    private string[] Command(string[] command) =>
+        ["ip", "netns", "exec", netns, Repo.Fixture("tailscaled-emu.sh"), "--state", _state, .. command];
 }
