@@ -64,7 +64,8 @@ public sealed class FakeApiServer : IAsyncDisposable
     /// <summary>Configuration for <c>new Kubernetes(...)</c>: this server, no authentication.</summary>
     public KubernetesClientConfiguration ClientConfiguration() => new() { Host = BaseAddress.ToString() };
 
-    /// <summary>Writes a kubeconfig pointing at this server (for <c>KUBECONFIG</c>) and returns its path.</summary>
+    /// <summary>Writes a kubeconfig pointing at this server (for <c>KUBECONFIG</c>) and returns its path. It carries a
+    /// token nobody checks, because KubernetesClient refuses a kubeconfig user without credentials.</summary>
     public string WriteKubeconfig(string path)
     {
         File.WriteAllText(path, $$"""
@@ -76,7 +77,8 @@ public sealed class FakeApiServer : IAsyncDisposable
                 server: {{BaseAddress.ToString().TrimEnd('/')}}
             users:
             - name: fake
-              user: {}
+              user:
+                token: unchecked
             contexts:
             - name: fake
               context:

@@ -228,8 +228,9 @@ internal sealed partial class ObjectStore
             return current;
         }
 
-        var stored = Commit(type, next);
-        return stored.Deleting && !stored.HasFinalizers ? RemoveNow(stored) : stored;
+        return current.Deleting && !Finalizers(next["metadata"]!.AsObject()).Any()
+            ? RemoveNow(current, next)
+            : Commit(type, next);
     }
 
     private static IEnumerable<string> Finalizers(JsonObject metadata) =>

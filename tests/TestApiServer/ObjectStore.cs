@@ -138,10 +138,22 @@ internal sealed partial class ObjectStore(Func<DateTimeOffset> now)
     }
 
     /// <summary>Removes the object for good (DELETED event), then collects what it owned.</summary>
-    private StoredObject RemoveNow(StoredObject current)
+    /// <param name="last">The state to report, when the deletion comes with a last change (the update that
+    /// removed the last finalizer); the API server writes no MODIFIED for that change, only the DELETED.</param>
+    private StoredObject RemoveNow(StoredObject current, JsonObject? last = null)
     {
         var rv = ++resourceVersion;
-        var deleted = current.WithResourceVersion(rv);
+        StoredObject deleted;
+        if (last is null)
+        {
+            deleted = current.WithResourceVersion(rv);
+        }
+        else
+        {
+            last["metadata"]!["resourceVersion"] = rv.ToString(CultureInfo.InvariantCulture);
+            deleted = StoredObject.From(current.Store, last);
+        }
+
         objects[current.Store].Remove(Key(current.Namespace, current.Name));
         byUid.Remove(current.Uid);
         Record(new Change(rv, Change.Deleted, current, deleted));
