@@ -44,8 +44,14 @@ public sealed class StatusWriter(IKubernetes client, int maxConflicts = 5, ILogg
         };
     }
 
+    /// <summary>
+    /// Makes the status of <paramref name="current"/> (the object as last read, typically from a cache) equal
+    /// <paramref name="desired"/>, writing only if it differs. Throws the 409 after too many conflicts in a row,
+    /// and any other API error, for the caller's retry.
+    /// </summary>
     public Task<WriteOutcome<T>> WriteAsync<T, TStatus>(T current, TStatus desired, CancellationToken cancellationToken)
-        where T : class, IKubernetesObject<V1ObjectMeta>, IStatus<TStatus>
+        where T : class, IKubernetesObject<V1ObjectMeta>, IStatus<TStatus?>
+        where TStatus : class
     {
         ArgumentNullException.ThrowIfNull(current);
         var objects = new CustomObjects<T>(client);
