@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using TsCgnat.Firewall.Processes;
 using TsCgnat.TestSupport;
 
@@ -6,7 +7,14 @@ namespace TsCgnat.NodeAgent.Tests;
 /// <summary>The real ts-cgnat-agent program, run as a process, as a user or systemd would.</summary>
 public static class Agent
 {
-    public static string Program { get; } = Path.Combine(AppContext.BaseDirectory, "ts-cgnat-agent");
+    /// <summary>
+    /// The agent as its own project built it (same configuration as the tests), not the copy in the test
+    /// output: the tests reference ASP.NET Core (for the fake tailscaled), whose shared framework then
+    /// replaces the agent's Microsoft.Extensions packages in the test output, and the copied agent,
+    /// which runs on the base framework alone, would not find them.
+    /// </summary>
+    public static string Program { get; } = Path.Combine(
+        Repo.Root, "src", "NodeAgent", "bin", new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "ts-cgnat-agent");
 
     public static CommandOutput Run(params string[] args) => Sh.Run(Program, args);
 
@@ -75,5 +83,85 @@ public class SampleTests
 
         Assert.Empty(samples.Problems);
         Assert.Equal(["aliyun-internal", "lab-lan"], samples.Policies.Select(p => p.Valid.Name).Order(StringComparer.Ordinal));
+    }
+}
+
+/// <summary>The agent as a background process (<c>run</c>) whose output is collected, killed if a test leaves it running.</summary>
+public sealed class RunningAgent : IDisposable
+{
+    private readonly System.Text.StringBuilder _output = new();
+
+    public RunningAgent(params string[] args)
+    {
+        var info = new ProcessStartInfo(Agent.Program) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in args)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        Process = Process.Start(info)!;
+        Process.OutputDataReceived += (_, e) => Append(e.Data);
+        Process.ErrorDataReceived += (_, e) => Append(e.Data);
+        Process.BeginOutputReadLine();
+        Process.BeginErrorReadLine();
+    }
+
+    public Process Process { get; }
+
+    public string Output
+    {
+        get
+        {
+            lock (_output)
+            {
+                return _output.ToString();
+            }
+        }
+    }
+
+    public void Signal(string name) => Sh.Ok("kill", "-" + name, Process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+
+    /// <summary>Waits for a condition on the host; fails with everything the agent said when it does not come, or the agent died.</summary>
+    public void WaitFor(Func<bool> condition, string what, TimeSpan patience)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > patience)
+            {
+                Assert.Fail($"{what}: not seen within {patience.TotalSeconds} s; agent said:\n{Output}");
+            }
+
+            if (Process.HasExited)
+            {
+                Assert.Fail($"{what}: agent exited {Process.ExitCode}:\n{Output}");
+            }
+
+            Thread.Sleep(50);
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!Process.HasExited)
+        {
+            Process.Kill();
+            Process.WaitForExit();
+        }
+
+        Process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_output)
+        {
+            _output.AppendLine(line);
+        }
     }
 }
