@@ -10,8 +10,9 @@ public sealed class LeaseAndEventTests : ServerTest
 {
     private LeaderElector Elector(string identity) => new(new LeaderElectionConfig(new LeaseLock(Client, "ts-cgnat", "operator", identity))
     {
-        LeaseDuration = TimeSpan.FromSeconds(2),
-        RenewDeadline = TimeSpan.FromSeconds(1),
+        // Generous against a loaded machine: a renewal slower than the deadline would hand over early.
+        LeaseDuration = TimeSpan.FromSeconds(3),
+        RenewDeadline = TimeSpan.FromSeconds(2),
         RetryPeriod = TimeSpan.FromMilliseconds(200),
     });
 
@@ -70,6 +71,18 @@ public sealed class LeaseAndEventTests : ServerTest
         Assert.Equal(leader, (await Client.CoordinationV1.ReadNamespacedLeaseAsync("operator", "ts-cgnat", cancellationToken: Guard)).Spec.HolderIdentity);
         await stop.CancelAsync();
         await Task.WhenAll(runs.Select(r => r.ContinueWith(_ => { }, TaskScheduler.Default)));
+    }
+
+    [Fact]
+    public async Task A_PUT_of_a_missing_event_creates_it_as_on_a_real_server()
+    {
+        var put = await Client.CoreV1.ReplaceNamespacedEventAsync(
+            new Corev1Event { Metadata = new V1ObjectMeta { Name = "e1" }, InvolvedObject = new V1ObjectReference { Kind = "Node", Name = "n1" } },
+            "e1", "default", cancellationToken: Guard);
+
+        Assert.Equal("default", put.Metadata.NamespaceProperty);
+        Assert.NotNull(put.Metadata.Uid);
+        Assert.NotNull(Server.Get("events", "e1", "default"));
     }
 
     [Fact]

@@ -265,6 +265,55 @@ public sealed class WatchTests : ServerTest
     }
 
     [Fact]
+    public async Task With_sendInitialEvents_the_initial_ADDED_events_end_with_an_annotated_bookmark()
+    {
+        Server.BookmarkInterval = TimeSpan.FromMinutes(5);
+        await Client.CoreV1.CreateNodeAsync(Node("n1"), cancellationToken: Guard);
+        await using var watch = Record<V1Node>((onError, ct) => Client.CoreV1.WatchListNodeAsync(
+            allowWatchBookmarks: true, sendInitialEvents: true, resourceVersionMatch: "NotOlderThan", onError: onError, cancellationToken: ct));
+
+        var (addedType, added) = await watch.NextAsync();
+        var (endType, end) = await watch.NextAsync();
+
+        Assert.Equal((WatchEventType.Added, "n1"), (addedType, added.Metadata.Name));
+        Assert.Equal(WatchEventType.Bookmark, endType);
+        Assert.Equal("true", end.Metadata.Annotations["k8s.io/initial-events-end"]);
+        Assert.Equal(Server.ResourceVersion, Rv(end));
+    }
+
+    [Fact]
+    public async Task Watch_is_also_accepted_as_watch_1()
+    {
+        var node = await Client.CoreV1.CreateNodeAsync(Node("n1"), cancellationToken: Guard);
+        using var http = new HttpClient { BaseAddress = Server.BaseAddress };
+        using var response = await http.GetAsync($"api/v1/nodes?watch=1&timeoutSeconds=1&resourceVersion=1", HttpCompletionOption.ResponseHeadersRead, Guard);
+
+        var body = await response.Content.ReadAsStringAsync(Guard);
+
+        var line = Assert.Single(body.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("{\"type\":\"ADDED\",\"object\":{", line, StringComparison.Ordinal);
+        Assert.Contains(node.Metadata.Uid, line, StringComparison.Ordinal);
+        Assert.Equal("watch", Server.Requests[^1].Verb);
+    }
+
+    [Fact]
+    public async Task Beyond_HistoryLimit_the_oldest_changes_are_forgotten_and_a_watch_from_them_gets_410()
+    {
+        Server.HistoryLimit = 4;
+        var first = await Client.CoreV1.CreateNodeAsync(Node("n0"), cancellationToken: Guard);
+        for (var i = 1; i < 10; i++)
+        {
+            await Client.CoreV1.CreateNodeAsync(Node($"n{i}"), cancellationToken: Guard);
+        }
+
+        var watch = WatchNodes(first.Metadata.ResourceVersion);
+        await watch.Completion;
+
+        Assert.Equal(410, Assert.IsType<KubernetesException>(Assert.Single(watch.Errors)).Status.Code);
+        await watch.DisposeAsync();
+    }
+
+    [Fact]
     public async Task A_failed_watch_request_is_an_HTTP_error_before_any_event()
     {
         Server.FailNext(r => r.Watch, 503);

@@ -124,8 +124,19 @@ public sealed class FakeApiServer : IAsyncDisposable
         await running.DisposeAsync();
     }
 
-    /// <summary>Listens again on the same port, with the same state.</summary>
-    public Task StartAgainAsync() => ListenAsync(CancellationToken.None);
+    /// <summary>Listens again on the same port, with the same state; nothing to do while it is listening.</summary>
+    public Task StartAgainAsync()
+    {
+        lock (gate)
+        {
+            if (app is not null)
+            {
+                return Task.CompletedTask;
+            }
+        }
+
+        return ListenAsync(CancellationToken.None);
+    }
 
     /// <summary>Abruptly ends every open watch stream (the connection is aborted, as when a network path breaks).</summary>
     public void DropWatches() => store.DropWatches();

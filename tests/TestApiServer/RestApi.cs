@@ -61,6 +61,12 @@ internal sealed class RestApi(ObjectStore store, FakeApiServer server)
         {
             await WriteJsonAsync(context, e.Code, e.ToStatus());
         }
+        catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
+        {
+            // A body this server cannot handle (say, a label value that is a number): a Status that says
+            // why, rather than an empty 500, so the failing test shows it.
+            await WriteJsonAsync(context, 500, new ApiError(500, "InternalError", $"the fake API server failed: {e.GetType().Name}: {e.Message}").ToStatus());
+        }
     }
 
     private static string VerbOf(string method, bool named, bool watch) => method switch
