@@ -1,6 +1,10 @@
 using System.CommandLine;
 using System.Reflection;
+using k8s;
+using k8s.Exceptions;
+using Microsoft.Extensions.Logging;
 using TsCgnat.Api.Crds;
+using TsCgnat.Kube;
 
 namespace TsCgnat.Operator;
 
@@ -35,8 +39,109 @@ internal static class Program
 
     public static RootCommand Build() => new("ts-cgnat-operator: validates CgnatAllowPolicies and aggregates what the node agents report.")
     {
-        Crds(), Version(),
+        Run(), Crds(), Version(),
     };
+
+    private static Command Run()
+    {
+        var leaderElect = new Option<bool>("--leader-elect")
+        {
+            Description = "Reconcile only while holding the Lease ts-cgnat-operator in POD_NAMESPACE (default ts-cgnat); for more than one replica.",
+        };
+        var metricsPort = new Option<int?>("--metrics-port")
+        {
+            Description = "Serve /healthz and /readyz on this port (the chart's probes ask them).",
+        };
+        var deletionTimeout = new Option<TimeSpan>("--deletion-timeout")
+        {
+            Description = "How long a deleted policy waits for its target nodes to confirm the removal before a Warning event and letting go (e.g. 300s, 5m).",
+            DefaultValueFactory = _ => TimeSpan.FromMinutes(5),
+            CustomParser = result =>
+            {
+                var text = result.Tokens.Count == 1 ? result.Tokens[0].Value : "";
+                if (Durations.TryParse(text, out var value))
+                {
+                    return value;
+                }
+
+                result.AddError($"--deletion-timeout: \"{text}\" is not a duration such as 300s, 5m or 1h30m");
+                return default;
+            },
+        };
+        var kubeconfig = new Option<string?>("--kubeconfig")
+        {
+            Description = "A kubeconfig file; default: the pod's service account in a cluster, else KUBECONFIG or ~/.kube/config.",
+        };
+        var run = new Command("run", "Validate policies, hold deleted ones until the agents removed them, and aggregate the node states into each policy's status.")
+        {
+            leaderElect, metricsPort, deletionTimeout, kubeconfig,
+        };
+        run.SetAction((parse, ct) => RunAsync(
+            parse.GetValue(kubeconfig), parse.GetValue(metricsPort),
+            new OperatorOptions
+            {
+                LeaderElect = parse.GetValue(leaderElect),
+                LeaseNamespace = Environment.GetEnvironmentVariable("POD_NAMESPACE") is { Length: > 0 } ns ? ns : "ts-cgnat",
+                Identity = Environment.GetEnvironmentVariable("POD_NAME") is { Length: > 0 } pod ? pod : new OperatorOptions().Identity,
+                DeletionTimeout = parse.GetValue(deletionTimeout),
+            },
+            ct));
+        return run;
+    }
+
+    private static async Task<int> RunAsync(string? kubeconfigPath, int? metricsPort, OperatorOptions options, CancellationToken cancellationToken)
+    {
+        if (metricsPort is < 0 or > 65535)
+        {
+            await Console.Error.WriteLineAsync($"error: --metrics-port {metricsPort} is not a port (0 to 65535)");
+            return InvalidInput;
+        }
+
+        using var loggers = LoggerFactory.Create(b => b.AddJsonConsole(o =>
+        {
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+            o.UseUtcTimestamp = true;
+        }));
+        var logger = loggers.CreateLogger("ts-cgnat-operator");
+        KubernetesClientConfiguration configuration;
+        try
+        {
+            configuration = KubeConfig.Load(kubeconfigPath);
+        }
+        catch (Exception e) when (e is KubeConfigException or IOException or UnauthorizedAccessException)
+        {
+            logger.LogCritical("no API server to talk to: {Error}", e.Message);
+            return Failure;
+        }
+
+        using var @operator = new CgnatOperator(configuration, options, loggers);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var health = metricsPort is { } port
+            ? HealthEndpoint.RunAsync(port, () => @operator.HasSynced, stop.Token)
+            : Task.CompletedTask;
+        try
+        {
+            await @operator.RunAsync(stop.Token);
+            return Done;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            logger.LogCritical(e, "the operator failed: {Error}", e.Message);
+            return Failure;
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            try
+            {
+                await health;
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException)
+            {
+                logger.LogWarning("health endpoint: {Error}", e.Message);
+            }
+        }
+    }
 
     private static Command Crds()
     {
