@@ -1,0 +1,228 @@
+using System.Globalization;
+using TsCgnat.TestSupport;
+
+namespace TsCgnat.Bench.Repair;
+
+/// <summary>What one back end gave: the rewrites seen from outside, and what the agent logged meanwhile.</summary>
+internal sealed record BackendResult(
+    string Backend,
+    double PollSeconds,
+    Baseline Baseline,
+    IReadOnlyList<RewriteMeasurement> Rewrites,
+    IReadOnlyList<LoggedRepair> Logged,
+    IReadOnlyList<double> RewriteCommandMs,
+    IReadOnlyList<double> AfterCommandsMs,
+    IReadOnlyList<double>? SamplePeriods,
+    int FailedReconciles,
+    string LoadStart,
+    string LoadEnd)
+{
+    /// <summary>The agent polls iptables-legacy at a non-default interval: the side-by-side 10 s poll.</summary>
+    public bool IsPollComparison => Backend == "legacy" && PollSeconds != Options.DefaultLegacyPoll;
+
+    public string Label => IsPollComparison ? $"legacy, agent polling every {PollSeconds:0.#} s" : Backend;
+
+    public List<double> Gaps => [.. Rewrites.Where(r => r.GapMs is not null).Select(r => r.GapMs!.Value)];
+}
+
+/// <summary>
+/// Runs the agent against the tailscaled emulator in one fresh namespace per back end and rewrites tailscaled's
+/// chains again and again, timing from outside how long our rules stay gone.
+/// </summary>
+internal sealed class RepairBench(Options options, CancellationToken cancellationToken)
+{
+    private readonly List<string> _namespaces = [];
+
+    public int CreatedNamespaces => _namespaces.Count;
+
+    public static string LoadAverage() => File.ReadAllText("/proc/loadavg").Trim();
+
+    /// <summary>Our namespaces that <c>ip netns list</c> still shows.</summary>
+    public List<string> LeftoverNamespaces()
+    {
+        var listed = Sh.Run("ip", "netns", "list").StdOut
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ')[0])
+            .ToHashSet(StringComparer.Ordinal);
+        return [.. _namespaces.Where(listed.Contains)];
+    }
+
+    public async Task<List<BackendResult>> RunAsync()
+    {
+        var results = new List<BackendResult>();
+        foreach (var backend in options.Backends)
+        {
+            results.Add(await RunBackendAsync(backend, options.Iterations, Options.DefaultLegacyPoll));
+        }
+
+        if (options.PollComparison > 0)
+        {
+            results.Add(await RunBackendAsync("legacy", options.PollComparison, 10));
+        }
+
+        return results;
+    }
+
+    private async Task<BackendResult> RunBackendAsync(string backend, int iterations, double pollSeconds)
+    {
+        var loadStart = LoadAverage();
+        var label = pollSeconds == Options.DefaultLegacyPoll ? backend : $"{backend} (poll {pollSeconds} s)";
+        Console.Error.WriteLine($"[{label}] load average {loadStart}");
+        using var ns = new Netns("tsrb");
+        _namespaces.Add(ns.Name);
+        var stateDir = Directory.CreateTempSubdirectory("tsrb-state-");
+        try
+        {
+            // The observer starts first, in the empty namespace, so it sees every rule from the first one on.
+            using Observer observer = backend == "legacy" ? new LegacySampler(ns.Name) : new NftMonitor(ns.Name);
+            await (observer switch
+            {
+                NftMonitor nft => nft.WaitReadyAsync(ns, cancellationToken),
+                LegacySampler legacy => legacy.WaitReadyAsync(cancellationToken),
+                _ => Task.CompletedTask,
+            });
+
+            using var tailscaled = new TailscaledEmulator(ns.Name, backend);
+            Emulate(tailscaled, "start", "on");
+
+            string[] arguments =
+            [
+                "run", "--policy-file", options.PolicyFile, "--netns", ns.Name, "--state-dir", stateDir.FullName,
+                "--tailscale-socket", "/nonexistent",
+                .. pollSeconds == Options.DefaultLegacyPoll
+                    ? Array.Empty<string>()
+                    // Only the poll may repair in the side-by-side run, not the 30 s safety-net resync.
+                    : ["--legacy-poll-interval", pollSeconds.ToString(CultureInfo.InvariantCulture), "--resync-interval", "3600"],
+            ];
+            using var agent = new AgentProcess(options.AgentPath, arguments);
+            var baseline = await WaitInSyncAsync(observer, agent);
+            Console.Error.WriteLine($"[{label}] agent in sync: {baseline.In} rule(s) of ours in ts-input, {baseline.Fwd} in ts-forward");
+
+            var rewrites = new List<RewriteMeasurement>();
+            var commandMs = new List<double>();
+            var afterCommands = new List<double>();
+            var loggedBefore = 0;
+            for (var i = -options.Warmup; i < iterations; i++)
+            {
+                if (i == 0)
+                {
+                    loggedBefore = agent.Repairs.Count; // the warm-up's repairs are not counted
+                    (observer as LegacySampler)?.ClearPeriods();
+                }
+
+                var from = Clock.NowMs();
+                foreach (var step in options.Rewrite == "restart" ? ["restart"] : new[] { "down", "up" })
+                {
+                    Emulate(tailscaled, step);
+                }
+
+                var commandsDone = Clock.NowMs();
+                await WaitSettledAsync(observer, agent, baseline, $"rewrite {i + 1}");
+                var measured = observer.Timeline.Measure(from, Clock.NowMs(), baseline);
+                if (i < 0)
+                {
+                    Console.Error.WriteLine($"[{label}] warm-up rewrite: {Describe(measured)}");
+                    continue;
+                }
+
+                rewrites.Add(measured);
+                commandMs.Add(commandsDone - from);
+                if (measured.BackAtMs is { } backAt)
+                {
+                    // Rules already back when tailscaled's last command returned count as 0: nothing was left to repair.
+                    afterCommands.Add(Math.Max(0, backAt - commandsDone));
+                }
+
+                Console.Error.WriteLine(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"[{label}] rewrite {i + 1}/{iterations}: {Describe(measured)}; tailscaled's {options.Rewrite} took {commandsDone - from:F0} ms"));
+            }
+
+            var logged = agent.Repairs.Skip(loggedBefore).ToList();
+            var periods = (observer as LegacySampler)?.Periods;
+            return new BackendResult(backend, pollSeconds, baseline, rewrites, logged, commandMs, afterCommands, periods, agent.FailedReconciles, loadStart, LoadAverage());
+        }
+        finally
+        {
+            stateDir.Delete(recursive: true);
+        }
+    }
+
+    private static string Describe(RewriteMeasurement m) => string.Create(
+        CultureInfo.InvariantCulture,
+        $"rules gone {(m.GapMs is { } gap ? $"{gap:F1} ms" : "never")}, drop without exemption {m.ExposedMs:F1} ms, back {m.Returns}x");
+
+    private void Emulate(TailscaledEmulator tailscaled, params string[] command)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        try
+        {
+            tailscaled.Run(command);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new BenchException($"the tailscaled emulator failed on '{string.Join(' ', command)}': {e.Message}");
+        }
+    }
+
+    /// <summary>The agent's first apply: our rules in both chains, then nothing changing for the settle time.</summary>
+    private async Task<Baseline> WaitInSyncAsync(Observer observer, AgentProcess agent)
+    {
+        var deadline = Clock.NowMs() + options.RewriteTimeout.TotalMilliseconds;
+        while (true)
+        {
+            CheckAlive(observer, agent, "the first apply");
+            if (observer.Timeline.Latest is { } latest && latest.State is { OursIn: > 0, OursFwd: > 0 }
+                && Clock.NowMs() - QuietSince(observer) >= options.Settle.TotalMilliseconds)
+            {
+                return new Baseline(latest.State.OursIn, latest.State.OursFwd);
+            }
+
+            if (Clock.NowMs() > deadline)
+            {
+                throw new BenchException($"the agent did not apply its rules within {options.RewriteTimeout.TotalSeconds:F0} s; its log ends:\n{agent.Tail}");
+            }
+
+            await Task.Delay(20, cancellationToken);
+        }
+    }
+
+    /// <summary>After a rewrite: our rules all back, and nothing changing for the settle time.</summary>
+    private async Task WaitSettledAsync(Observer observer, AgentProcess agent, Baseline baseline, string what)
+    {
+        var deadline = Clock.NowMs() + options.RewriteTimeout.TotalMilliseconds;
+        while (true)
+        {
+            CheckAlive(observer, agent, what);
+            if (observer.Timeline.Latest is { } latest && latest.State.Complete(baseline)
+                && Clock.NowMs() - QuietSince(observer) >= options.Settle.TotalMilliseconds)
+            {
+                return;
+            }
+
+            if (Clock.NowMs() > deadline)
+            {
+                throw new BenchException($"{what}: our rules were not back within {options.RewriteTimeout.TotalSeconds:F0} s ({observer.Timeline.Latest?.State}); the agent's log ends:\n{agent.Tail}");
+            }
+
+            await Task.Delay(20, cancellationToken);
+        }
+    }
+
+    /// <summary>nft monitor: the last event of any kind; the legacy loop prints all the time, so there the last change that matters.</summary>
+    private static double QuietSince(Observer observer) =>
+        observer is NftMonitor ? Math.Max(observer.LastLineMs, observer.Timeline.Latest?.Since ?? 0) : observer.Timeline.Latest?.Since ?? 0;
+
+    private static void CheckAlive(Observer observer, AgentProcess agent, string what)
+    {
+        if (agent.Exited)
+        {
+            throw new BenchException($"{what}: the agent exited; its log ends:\n{agent.Tail}");
+        }
+
+        if (observer.Exited)
+        {
+            throw new BenchException($"{what}: {observer.What} exited: {observer.LastError}");
+        }
+    }
+}
