@@ -2,6 +2,8 @@ using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace TsCgnat.Operator;
 
@@ -23,6 +25,9 @@ public static class HealthEndpoint
             o.AddServerHeader = false;
             o.Listen(IPAddress.Any, port);
         });
+        // The program owns SIGTERM (see Program); the host's console lifetime would take it too and keep the
+        // process alive after the operator stopped.
+        builder.Services.AddSingleton<IHostLifetime, ProgramOwnsSignals>();
         await using var app = builder.Build();
         app.Run(context => context.Request.Path.Value switch
         {
@@ -49,5 +54,12 @@ public static class HealthEndpoint
         context.Response.StatusCode = status;
         context.Response.ContentType = "text/plain";
         return context.Response.WriteAsync(text + "\n", context.RequestAborted);
+    }
+
+    private sealed class ProgramOwnsSignals : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 }

@@ -31,6 +31,7 @@ public sealed class PolicyReconciler
     private readonly ILogger logger;
     private readonly ConcurrentDictionary<string, long> lastWrite = new(StringComparer.Ordinal);
     private long statusWrites;
+    private long reconciles;
 
     public PolicyReconciler(
         ResourceCache<CgnatAllowPolicy> policies,
@@ -57,7 +58,22 @@ public sealed class PolicyReconciler
     /// <summary>Status writes sent so far (each one a PATCH of /status).</summary>
     public long StatusWrites => Interlocked.Read(ref statusWrites);
 
+    /// <summary>Reconciles completed so far, written or not (tests wait on it to know a change was looked at).</summary>
+    public long Reconciles => Interlocked.Read(ref reconciles);
+
     public async Task<ReconcileResult> ReconcileAsync(string key, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ReconcileOnceAsync(key, cancellationToken);
+        }
+        finally
+        {
+            Interlocked.Increment(ref reconciles);
+        }
+    }
+
+    private async Task<ReconcileResult> ReconcileOnceAsync(string key, CancellationToken cancellationToken)
     {
         if (policies.GetByKey(key) is not { } policy)
         {

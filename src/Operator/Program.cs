@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Reflection;
+using System.Runtime.InteropServices;
 using k8s;
 using k8s.Exceptions;
 using Microsoft.Extensions.Logging;
@@ -34,7 +35,8 @@ internal static class Program
             return InvalidInput;
         }
 
-        return await parse.InvokeAsync();
+        // run handles SIGTERM and SIGINT itself, to stop cleanly and exit 0 (System.CommandLine would answer 143).
+        return await parse.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
     public static RootCommand Build() => new("ts-cgnat-operator: validates CgnatAllowPolicies and aggregates what the node agents report.")
@@ -116,6 +118,15 @@ internal static class Program
 
         using var @operator = new CgnatOperator(configuration, options, loggers);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        void Stop(PosixSignalContext context)
+        {
+            context.Cancel = true;
+            logger.LogInformation("{Signal}: stopping", context.Signal);
+            stop.Cancel();
+        }
+
+        using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
         var health = metricsPort is { } port
             ? HealthEndpoint.RunAsync(port, () => @operator.HasSynced, stop.Token)
             : Task.CompletedTask;
