@@ -38,12 +38,16 @@ internal static class Program
         }
 
         // The agent runs from a private copy of its build output: other work may rebuild it while the bench runs,
-        // and every back end should measure the same build.
+        // and every back end should measure the same build. The copy's program has its own name, so that a
+        // clean-up elsewhere that stops agents by name (it happened during a run here) does not stop this one;
+        // the app host finds its ts-cgnat-agent.dll whatever the host file is called.
         var agentCopy = Directory.CreateTempSubdirectory("tsrb-agent-");
         CopyDirectory(Path.GetDirectoryName(options.AgentPath)!, agentCopy.FullName);
+        var program = Path.Combine(agentCopy.FullName, "tsrb-agent-under-test");
+        File.Move(Path.Combine(agentCopy.FullName, Path.GetFileName(options.AgentPath)), program);
         try
         {
-            return await RunAsync(options with { AgentPath = Path.Combine(agentCopy.FullName, Path.GetFileName(options.AgentPath)) }, options.AgentPath);
+            return await RunAsync(options with { AgentPath = program }, options.AgentPath);
         }
         finally
         {
