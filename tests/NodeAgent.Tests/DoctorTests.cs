@@ -362,11 +362,12 @@ public sealed class DoctorWalkTests
     }
 
     [Fact]
-    public void The_json_report_uses_camel_case_names_and_lowercase_values()
+    public void The_json_report_uses_camel_case_names_lowercase_values_and_unescaped_rule_text()
     {
         var report = Examine(ModeOn, policies: [Lab]);
 
-        using var json = JsonDocument.Parse(JsonSerializer.Serialize(report, DoctorJsonContext.Default.DoctorReport));
+        var text = DoctorJsonContext.Serialize(report);
+        using var json = JsonDocument.Parse(text);
 
         var root = json.RootElement;
         Assert.False(root.GetProperty("healthy").GetBoolean());
@@ -374,6 +375,7 @@ public sealed class DoctorWalkTests
         Assert.False(root.GetProperty("tailscale").GetProperty("localApi").GetProperty("reachable").GetBoolean());
         var packet = root.GetProperty("packets")[0];
         Assert.Equal(("allowedSource", "dropped", 5), (packet.GetProperty("kind").GetString(), packet.GetProperty("verdict").GetString(), packet.GetProperty("rule").GetInt32()));
+        Assert.Contains("run the agent (or 'ts-cgnat-agent apply')", text, StringComparison.Ordinal);
     }
 
     [Fact]

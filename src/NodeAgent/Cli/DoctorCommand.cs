@@ -76,7 +76,7 @@ public static class DoctorCommand
             });
         var report = HostDiagnosis.Examine(snapshot, recorder.Listing, policies?.Policies.Select(p => p.Valid).ToList(), settings, socket, localApi);
         Console.Write(parse.GetValue(Json)
-            ? JsonSerializer.Serialize(report, DoctorJsonContext.Default.DoctorReport) + "\n"
+            ? DoctorJsonContext.Serialize(report) + "\n"
             : DoctorText.Render(report));
         return report.Healthy ? ExitCodes.Done : ExitCodes.Failure;
     }

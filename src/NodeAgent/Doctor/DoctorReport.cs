@@ -1,3 +1,5 @@
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using System.Text.Json.Serialization;
 
 namespace TsCgnat.NodeAgent.Doctor;
@@ -85,4 +87,18 @@ public sealed record PacketFinding(
 /// <summary>Source-generated (the agent is published with NativeAOT); camelCase, like Kubernetes.</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true)]
 [JsonSerializable(typeof(DoctorReport))]
-internal sealed partial class DoctorJsonContext : JsonSerializerContext;
+internal sealed partial class DoctorJsonContext : JsonSerializerContext
+{
+    /// <summary>
+    /// Rule texts are full of quotes and apostrophes; the default encoder would print them as \u0022 and
+    /// \u0027 (an HTML safety measure). This output goes to a terminal or a program, never into a page.
+    /// </summary>
+    private static readonly DoctorJsonContext Readable = new(new JsonSerializerOptions
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+    });
+
+    public static string Serialize(DoctorReport report) => JsonSerializer.Serialize(report, Readable.DoctorReport);
+}
