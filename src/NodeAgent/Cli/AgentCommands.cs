@@ -1,5 +1,7 @@
 using System.CommandLine;
 using System.Reflection;
+using k8s;
+using k8s.Exceptions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -8,6 +10,7 @@ using TsCgnat.Api;
 using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
+using TsCgnat.NodeAgent.Cluster;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.State;
 using TsCgnat.NodeAgent.Tailscale;
@@ -68,7 +71,7 @@ public static class AgentCommands
 
     private static readonly Option<string?> NodeName = new("--node-name")
     {
-        Description = "This node's name, for logs (cluster mode: defaults to NODE_NAME).",
+        Description = "This node's name: in cluster mode the Node whose labels select policies and whose CgnatNodeState is written (default NODE_NAME); in host mode, for logs.",
     };
 
     private static readonly Option<int> ResyncSeconds = new("--resync-interval")
@@ -117,7 +120,7 @@ public static class AgentCommands
             }
         });
 
-        var run = new Command("run", "Keep this host's rules matching the policies (host mode with --policy-file; cluster mode is not built yet).")
+        var run = new Command("run", "Keep this host's rules matching the policies: from --policy-file (host mode), or without it from the API server (cluster mode: in-cluster config or KUBECONFIG, node name from NODE_NAME or --node-name).")
         {
             PolicyFile, NodeName, Strategy, StateDir, TailscaleSocket, TailscaleInterface, Backend, Netns, ResyncSeconds, LegacyPollSeconds, EnforceNoDivert,
         };
@@ -256,10 +259,27 @@ public static class AgentCommands
     private static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken)
     {
         var paths = parse.GetValue(PolicyFile) ?? [];
-        if (paths.Length == 0)
+        var cluster = paths.Length == 0;
+        var nodeName = parse.GetValue(NodeName) ?? Environment.GetEnvironmentVariable("NODE_NAME");
+        KubernetesClientConfiguration? kubeconfig = null;
+        if (cluster)
         {
-            Console.Error.WriteLine("error: cluster mode (run without --policy-file) is not built yet; give --policy-file for host mode");
-            return ExitCodes.InvalidInput;
+            if (string.IsNullOrEmpty(nodeName))
+            {
+                Console.Error.WriteLine("error: cluster mode (run without --policy-file) needs this node's name: set NODE_NAME or give --node-name");
+                return ExitCodes.InvalidInput;
+            }
+
+            try
+            {
+                kubeconfig = Kube.KubeConfig.Load();
+            }
+            catch (Exception e) when (e is KubeConfigException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"error: cluster mode (run without --policy-file) found no API server to talk to: {e.Message}; "
+                    + "run in a pod with a service account, or set KUBECONFIG (or give --policy-file for host mode)");
+                return ExitCodes.Failure;
+            }
         }
 
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
@@ -274,7 +294,7 @@ public static class AgentCommands
         builder.Services.AddSingleton(sp => new Reconciler(
             sp.GetRequiredService<HostFirewall>(), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!),
             TimeProvider.System, sp.GetRequiredService<ILogger<Reconciler>>()));
-        builder.Services.AddSingleton(new HostModeOptions(paths, TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds)), TimeSpan.FromMilliseconds(5), parse.GetValue(EnforceNoDivert)));
+        builder.Services.AddSingleton(new AgentLoopOptions(TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds)), TimeSpan.FromMilliseconds(5), parse.GetValue(EnforceNoDivert)));
         builder.Services.AddSingleton<RepairStats>();
         builder.Services.AddSingleton<Func<Action<Trigger>, FirewallWatch>>(sp => changed => new FirewallWatch(
             Runner(parse), changed, sp.GetRequiredService<ILogger<FirewallWatch>>(), TimeProvider.System)
@@ -284,13 +304,42 @@ public static class AgentCommands
         builder.Services.AddSingleton(sp => new LocalApiClient(parse.GetValue(TailscaleSocket)!));
         builder.Services.AddSingleton<Func<Action<TailscaleView>, TailscaleWatcher>>(sp => changed => new TailscaleWatcher(
             sp.GetRequiredService<LocalApiClient>(), changed, sp.GetRequiredService<ILogger<TailscaleWatcher>>(), TimeProvider.System));
-        builder.Services.AddHostedService<HostModeAgent>();
+        if (cluster)
+        {
+            AddClusterSource(builder.Services, kubeconfig!, nodeName!);
+        }
+        else
+        {
+            builder.Services.AddSingleton<IPolicySource>(sp => new PolicyFileSource(paths, sp.GetRequiredService<ILogger<PolicyFileSource>>()));
+        }
+
+        builder.Services.AddHostedService<AgentLoop>();
         using var host = builder.Build();
-        host.Services.GetRequiredService<ILogger<HostModeAgent>>().LogInformation(
-            "ts-cgnat-agent {Version} host mode on {Node}: policies from {Paths}",
-            VersionText(), parse.GetValue(NodeName) ?? Environment.MachineName, string.Join(", ", paths));
+        var log = host.Services.GetRequiredService<ILogger<AgentLoop>>();
+        if (cluster)
+        {
+            log.LogInformation("ts-cgnat-agent {Version} cluster mode on node {Node}: policies from the API server at {Server}", VersionText(), nodeName, kubeconfig!.Host);
+        }
+        else
+        {
+            log.LogInformation("ts-cgnat-agent {Version} host mode on {Node}: policies from {Paths}", VersionText(), nodeName ?? Environment.MachineName, string.Join(", ", paths));
+        }
+
         await host.RunAsync(cancellationToken);
         return ExitCodes.Done;
+    }
+
+    /// <summary>Cluster mode: the policies and the Node come from the API server, and the node state goes back to it.</summary>
+    private static void AddClusterSource(IServiceCollection services, KubernetesClientConfiguration kubeconfig, string nodeName)
+    {
+        services.AddSingleton<IKubernetes>(_ => new Kubernetes(kubeconfig));
+        services.AddSingleton(sp => new Kube.EventRecorder(
+            sp.GetRequiredService<IKubernetes>(), "ts-cgnat-agent", nodeName, time: TimeProvider.System, logger: sp.GetRequiredService<ILogger<Kube.EventRecorder>>()));
+        services.AddSingleton(sp => new NodeStateWriter(
+            sp.GetRequiredService<IKubernetes>(), nodeName, sp.GetRequiredService<Kube.EventRecorder>(), sp.GetRequiredService<ILogger<NodeStateWriter>>(), TimeProvider.System));
+        services.AddSingleton<IPolicySource>(sp => new ClusterPolicySource(
+            sp.GetRequiredService<IKubernetes>(), nodeName, sp.GetRequiredService<NodeStateWriter>(), sp.GetRequiredService<RepairStats>(),
+            sp.GetRequiredService<ILogger<ClusterPolicySource>>(), TimeProvider.System));
     }
 
     private static void Report(ReconcileResult result, PolicySet set)

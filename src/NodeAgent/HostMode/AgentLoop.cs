@@ -1,32 +1,66 @@
-using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Firewall;
-using TsCgnat.Firewall.Model;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.NodeAgent.Triggers;
 
 namespace TsCgnat.NodeAgent.HostMode;
 
-/// <summary>Options of <c>ts-cgnat-agent run</c> in host mode.</summary>
+/// <summary>Options of <c>ts-cgnat-agent run</c>, host and cluster mode alike.</summary>
 /// <param name="Debounce">How long to wait after a firewall change before looking, so a burst of tailscaled's commands is read once.</param>
 /// <param name="EnforceNoDivert">Switch tailscaled from mode on to nodivert through the LocalAPI (design section 4, off by default).</param>
-public sealed record HostModeOptions(IReadOnlyList<string> PolicyPaths, TimeSpan ResyncInterval, TimeSpan? Debounce = null, bool EnforceNoDivert = false);
+public sealed record AgentLoopOptions(TimeSpan ResyncInterval, TimeSpan? Debounce = null, bool EnforceNoDivert = false);
 
 /// <summary>
-/// <c>run</c> without Kubernetes: restores the cached state, then keeps the host matching the policy
-/// files. Inputs (file changes, SIGHUP, the resync timer, a retry after a failure) only mark the host
-/// dirty; one reconcile reads everything again, so bursts coalesce and no logic depends on which
-/// input fired. Firewall changes (nft monitor, the legacy poll) and tailscaled's state and prefs
-/// notifications are inputs too, which is how drift is repaired within milliseconds. Stopping leaves
-/// the rules in place.
+/// Where the policies come from: the policy files (host mode) or the API server (cluster mode). The
+/// source's own inputs only call <c>changed</c>; the loop decides when to look.
 /// </summary>
-public sealed class HostModeAgent(
+public interface IPolicySource
+{
+    /// <summary>Starts the source's inputs (file watcher and SIGHUP; watches of the API server); disposing stops them.</summary>
+    IDisposable Start(Action<string> changed, CancellationToken stoppingToken);
+
+    /// <summary>How long to let a burst of this cause settle before reading (an editor's write-rename dance); zero for none.</summary>
+    TimeSpan SettleTime(string cause);
+
+    /// <summary>
+    /// The policies this node should apply now, or null when none was ever known to be good: the loop then
+    /// keeps the cached state in force (fail-static) and repairs drift from it.
+    /// </summary>
+    Task<IReadOnlyList<ValidatedPolicy>?> ReadAsync(string cause, CancellationToken cancellationToken);
+
+    /// <summary>Told after every pass what it did; must return quickly (cluster mode hands it to its status writer).</summary>
+    void Completed(PassOutcome outcome);
+}
+
+/// <summary>What one pass of the loop did.</summary>
+/// <param name="Policies">The policies applied; null when the pass failed or the cached state was applied instead (nothing good known yet).</param>
+/// <param name="Result">The engine's result; null when the pass failed or only the cache was applied.</param>
+/// <param name="Error">Why the pass failed, or null.</param>
+/// <param name="Repaired">The pass put back rules that something else had changed (counted in <see cref="RepairStats"/>).</param>
+/// <param name="Tailscale">What the LocalAPI said of tailscaled at the time.</param>
+public sealed record PassOutcome(
+    string Cause,
+    IReadOnlyList<ValidatedPolicy>? Policies,
+    ReconcileResult? Result,
+    Exception? Error,
+    bool Repaired,
+    TailscaleView Tailscale);
+
+/// <summary>
+/// <c>run</c>, in both modes: restores the cached state, then keeps the host matching the policies. Inputs (the
+/// policy source's own, the resync timer, a retry after a failure, firewall changes from the nft monitor or the
+/// legacy poll, tailscaled's state and prefs notifications) only mark the host dirty; one reconcile reads
+/// everything again, so bursts coalesce and no logic depends on which input fired. That is also how drift is
+/// repaired within milliseconds. Stopping leaves the rules in place.
+/// </summary>
+public sealed class AgentLoop(
+    IPolicySource source,
     Reconciler reconciler,
-    HostModeOptions options,
-    ILogger<HostModeAgent> logger,
+    AgentLoopOptions options,
+    ILogger<AgentLoop> logger,
     TimeProvider time,
     RepairStats repairs,
     Func<Action<Trigger>, FirewallWatch>? firewallWatch = null,
@@ -35,27 +69,19 @@ public sealed class HostModeAgent(
 {
     private int _enforcing;
     private string? _enforceProblem;
-    private static readonly TimeSpan FileSettle = TimeSpan.FromMilliseconds(200);
 
     // One pending trigger is enough (level-triggered): a later one while one waits adds nothing, and the
     // earliest one's time is what the repair latency is measured from.
     private readonly Channel<Trigger> _dirty = Channel.CreateBounded<Trigger>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private FirewallWatch? _firewall;
-    private IReadOnlyList<ValidatedPolicy>? _lastGood;
-    private string? _lastProblems;
-    private string? _fingerprint;
+    private TailscaleView _tailscale = TailscaleView.NotYetKnown;
 
     /// <summary>Completed reconciles, for tests and the log.</summary>
     public int Reconciles { get; private set; }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
-        {
-            context.Cancel = true; // SIGHUP means "read the files again", not "terminate"
-            MarkDirty(Causes.Hangup);
-        });
-        using var watchers = new WatcherSet(WatchedDirectories(options.PolicyPaths), () => MarkDirty(Causes.PolicyChanged));
+        using var inputs = source.Start(MarkDirty, stoppingToken);
         _firewall = firewallWatch?.Invoke(t => _dirty.Writer.TryWrite(t));
         if (_firewall is not null)
         {
@@ -74,7 +100,7 @@ public sealed class HostModeAgent(
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            // Not fatal: the loop below retries with the policy files (and backs off on failure).
+            // Not fatal: the loop below retries with the policies (and backs off on failure).
             logger.LogError("restoring the cached state failed: {Error}", e.Message);
         }
 
@@ -85,9 +111,9 @@ public sealed class HostModeAgent(
         await foreach (var trigger in _dirty.Reader.ReadAllAsync(stoppingToken))
         {
             var reason = trigger.Cause;
-            if (reason == Causes.PolicyChanged)
+            if (source.SettleTime(reason) is var settle && settle > TimeSpan.Zero)
             {
-                await Task.Delay(FileSettle, stoppingToken); // let an editor finish its write-rename dance
+                await Task.Delay(settle, time, stoppingToken);
                 _dirty.Reader.TryRead(out _);
             }
             else if (reason is Causes.FirewallEvent or Causes.LegacyPoll && options.Debounce is { } debounce && debounce > TimeSpan.Zero)
@@ -106,6 +132,7 @@ public sealed class HostModeAgent(
                 failures++;
                 var retry = TimeSpan.FromSeconds(Math.Min(Math.Pow(2, failures - 1), options.ResyncInterval.TotalSeconds));
                 logger.LogError("reconcile failed ({Reason}): {Error}; retrying in {Retry}", reason, e.Message, retry);
+                source.Completed(new PassOutcome(reason, null, null, e, false, Volatile.Read(ref _tailscale)));
                 _ = RetryAsync(retry, stoppingToken);
             }
         }
@@ -113,56 +140,21 @@ public sealed class HostModeAgent(
 
     private async Task ReconcileOnceAsync(Trigger trigger, CancellationToken cancellationToken)
     {
-        var reason = trigger.Cause;
-        // A timer resync re-reads the files only when one changed (size, time or the set of files), so
-        // an idle pass costs a few stat calls instead of parsing every policy again, and a missed
-        // watcher event is still caught. A watcher event or SIGHUP always re-reads.
-        var fingerprint = PolicyFiles.Fingerprint(options.PolicyPaths);
-        var unchanged = reason is not (Causes.PolicyChanged or Causes.Hangup or Causes.Start);
-        if (unchanged && fingerprint == _fingerprint && _lastProblems is null && _lastGood is not null)
+        var policies = await source.ReadAsync(trigger.Cause, cancellationToken);
+        if (policies is null)
         {
-            await ApplyAsync(trigger, cancellationToken);
+            // Nothing good was ever read: keep the cached state (if any) in force, repairing drift.
+            await reconciler.ApplyCacheAsync(cancellationToken);
+            source.Completed(new PassOutcome(trigger.Cause, null, null, null, false, Volatile.Read(ref _tailscale)));
             return;
         }
 
-        _fingerprint = fingerprint;
-        var set = PolicyFiles.Load(options.PolicyPaths);
-        if (set.IsValid)
-        {
-            _lastGood = [.. set.Policies.Select(p => p.Valid)];
-            if (_lastProblems is not null)
-            {
-                logger.LogInformation("policy files are valid again");
-                _lastProblems = null;
-            }
-        }
-        else
-        {
-            var problems = string.Join("\n  ", set.Problems);
-            if (problems != _lastProblems)
-            {
-                logger.LogError("policy files are invalid; keeping the last good rules until they are fixed:\n  {Problems}", problems);
-                _lastProblems = problems;
-            }
-
-            if (_lastGood is null)
-            {
-                // Nothing good was ever read: keep the cached state (if any) in force, repairing drift.
-                await reconciler.ApplyCacheAsync(cancellationToken);
-                return;
-            }
-        }
-
-        await ApplyAsync(trigger, cancellationToken);
-    }
-
-    private async Task ApplyAsync(Trigger trigger, CancellationToken cancellationToken)
-    {
         var reason = trigger.Cause;
-        var result = await reconciler.ApplyAsync(_lastGood!, dryRun: false, cancellationToken);
+        var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken);
         Reconciles++;
         _firewall?.RulesLiveIn(result.Plan.BackendName);
-        if (result.Wrote && Causes.IsRepair(reason))
+        var repaired = result.Wrote && Causes.IsRepair(reason);
+        if (repaired)
         {
             var latency = time.GetElapsedTime(trigger.SeenAt);
             repairs.Record(reason, latency);
@@ -179,12 +171,14 @@ public sealed class HostModeAgent(
             logger.LogInformation(
                 "reconciled ({Reason}) in {Elapsed:F1} ms: rules written to {Backend} ({Why}), strategy {Strategy} ({StrategyWhy}); {Policies} policies",
                 reason, result.Elapsed.TotalMilliseconds, result.Plan.BackendName, result.Plan.Backend.Reason,
-                result.Plan.Strategy?.Strategy, result.Plan.Strategy?.Reason, _lastGood!.Count);
+                result.Plan.Strategy?.Strategy, result.Plan.Strategy?.Reason, policies.Count);
         }
         else
         {
             logger.LogDebug("reconciled ({Reason}) in {Elapsed:F1} ms: in sync, nothing written", reason, result.Elapsed.TotalMilliseconds);
         }
+
+        source.Completed(new PassOutcome(reason, policies, result, null, repaired, Volatile.Read(ref _tailscale)));
     }
 
     private void MarkDirty(string reason) => _dirty.Writer.TryWrite(new Trigger(reason, time.GetTimestamp()));
@@ -192,8 +186,9 @@ public sealed class HostModeAgent(
     /// <summary>tailscaled changed state or prefs (or came and went): remember what it says, and look again.</summary>
     private void OnTailscale(TailscaleView view)
     {
+        Volatile.Write(ref _tailscale, view);
         reconciler.Hint = view.Reachable && view.Prefs is { } prefs
-            ? new TailscaleHint(
+            ? new TsCgnat.Firewall.Model.TailscaleHint(
                 (TsCgnat.Firewall.Model.NetfilterMode)(int)prefs.NetfilterMode,
                 prefs.NetfilterKind,
                 prefs.NoStatefulFiltering is null ? null : prefs.StatefulFiltering,
@@ -236,7 +231,7 @@ public sealed class HostModeAgent(
 
     private async Task ResyncTimerAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(options.ResyncInterval);
+        using var timer = new PeriodicTimer(options.ResyncInterval, time);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken))
@@ -253,48 +248,11 @@ public sealed class HostModeAgent(
     {
         try
         {
-            await Task.Delay(delay, cancellationToken);
+            await Task.Delay(delay, time, cancellationToken);
             MarkDirty(Causes.Retry);
         }
         catch (OperationCanceledException)
         {
-        }
-    }
-
-    private static IEnumerable<string> WatchedDirectories(IEnumerable<string> paths) =>
-        paths.Select(p => Directory.Exists(p) ? Path.GetFullPath(p) : Path.GetDirectoryName(Path.GetFullPath(p))!)
-            .Where(Directory.Exists)
-            .Distinct(StringComparer.Ordinal);
-
-    /// <summary>Watches the directories that hold the policy files (a file replaced by rename is seen too).</summary>
-    private sealed class WatcherSet : IDisposable
-    {
-        private readonly List<FileSystemWatcher> _watchers = [];
-
-        public WatcherSet(IEnumerable<string> directories, Action changed)
-        {
-            foreach (var directory in directories)
-            {
-                var watcher = new FileSystemWatcher(directory)
-                {
-                    NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.DirectoryName,
-                    IncludeSubdirectories = true, // a ConfigMap mount swaps its ..data directory
-                };
-                watcher.Changed += (_, _) => changed();
-                watcher.Created += (_, _) => changed();
-                watcher.Deleted += (_, _) => changed();
-                watcher.Renamed += (_, _) => changed();
-                watcher.EnableRaisingEvents = true;
-                _watchers.Add(watcher);
-            }
-        }
-
-        public void Dispose()
-        {
-            foreach (var watcher in _watchers)
-            {
-                watcher.Dispose();
-            }
         }
     }
 }
