@@ -78,9 +78,7 @@ internal static class Program
         var exitCode = 0;
         try
         {
-            var results = await bench.RunAsync();
-            Console.WriteLine();
-            Report.Print(results, options, Console.Out);
+            await bench.RunAsync();
         }
         catch (Exception e) when (cts.IsCancellationRequested && e is OperationCanceledException or BenchException)
         {
@@ -91,6 +89,17 @@ internal static class Program
         {
             await Console.Error.WriteLineAsync($"bench-repair: failed: {e.Message}");
             exitCode = 1;
+        }
+
+        if (bench.Results.Count > 0)
+        {
+            Console.WriteLine();
+            if (exitCode != 0)
+            {
+                Console.WriteLine($"INCOMPLETE: only {string.Join(", ", bench.Results.Select(r => r.Label))} finished (see the error on stderr)");
+            }
+
+            Report.Print(bench.Results, options, Console.Out);
         }
 
         // Namespaces are deleted by their 'using' (processes in them are killed first); check that ip netns list agrees.
