@@ -235,4 +235,60 @@ public sealed class ClusterEndToEndTests(ITestOutputHelper output)
             "a DriftRepaired event on u2's Node");
         Assert.True(cluster.Lab.Reaches("u2", Lab.U3), "u2 -> u3 after the repair");
     }
+
+    [SkippableFact]
+    public async Task A_rebooted_node_gets_its_cached_rules_back_before_the_API_server_is_reachable()
+    {
+        Privileges.RequireNetns();
+        await using var cluster = await LabCluster.StartAsync();
+        await cluster.CreatePolicyAsync("lab", U2Lan, U5Lan);
+        cluster.WaitFor(() => cluster.Nodes("lab") == "2/2", "policy lab 2/2");
+        cluster.StopAgent("u2");
+        cluster.LoseRules("u2");
+        Assert.False(cluster.Lab.Reaches("u2", Lab.U3), "without our rules Tailscale's drop cuts u2 off");
+
+        await cluster.Server.StopAsync();
+        cluster.StartAgent("u2");
+
+        cluster.WaitFor(() => cluster.Exempts("u2", U2Lan) && cluster.Lab.Reaches("u2", Lab.U3), "the cached rules are back with no API server");
+        await cluster.Server.StartAgainAsync();
+        cluster.WaitFor(() => cluster.Nodes("lab") == "2/2" && LabCluster.Condition(cluster.State("u2"), "Ready") == "True", "converged once the API server is back");
+        Assert.True(cluster.Exempts("u2", U2Lan));
+    }
+}
+
+/// <summary><c>ts-cgnat-agent run</c> without <c>--policy-file</c>: what cluster mode needs before it starts.</summary>
+public sealed class ClusterModeCommandTests
+{
+    [Fact]
+    public void Run_without_policy_files_and_without_a_node_name_exits_2_and_says_what_is_missing()
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(Programs.Agent) { RedirectStandardError = true, RedirectStandardOutput = true };
+        info.ArgumentList.Add("run");
+        info.Environment.Remove("NODE_NAME");
+        using var agent = System.Diagnostics.Process.Start(info)!;
+        var error = agent.StandardError.ReadToEnd();
+        agent.WaitForExit();
+
+        Assert.Equal(2, agent.ExitCode);
+        Assert.Equal("error: cluster mode (run without --policy-file) needs this node's name: set NODE_NAME or give --node-name\n", error);
+    }
+
+    [Fact]
+    public void Run_in_cluster_mode_without_a_kubeconfig_exits_1_and_says_where_it_looked()
+    {
+        var info = new System.Diagnostics.ProcessStartInfo(Programs.Agent) { RedirectStandardError = true, RedirectStandardOutput = true };
+        info.ArgumentList.Add("run");
+        info.ArgumentList.Add("--node-name");
+        info.ArgumentList.Add("n1");
+        info.Environment["KUBECONFIG"] = Path.Combine(Path.GetTempPath(), UniqueName.For("missing-kubeconfig-"));
+        info.Environment.Remove("KUBERNETES_SERVICE_HOST");
+        using var agent = System.Diagnostics.Process.Start(info)!;
+        var error = agent.StandardError.ReadToEnd();
+        agent.WaitForExit();
+
+        Assert.Equal(1, agent.ExitCode);
+        Assert.StartsWith("error: cluster mode (run without --policy-file) found no API server to talk to: ", error, StringComparison.Ordinal);
+        Assert.Contains("set KUBECONFIG", error, StringComparison.Ordinal);
+    }
 }

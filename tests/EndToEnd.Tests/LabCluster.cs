@@ -101,6 +101,11 @@ public sealed class LabCluster : IAsyncDisposable
     public void StartAgent(string router)
     {
         var name = NodeName(router);
+        if (_agents.Remove(router, out var earlier))
+        {
+            earlier.Dispose();
+        }
+
         _agents[router] = new Daemon(name, Programs.Agent,
         [
             "run", "--node-name", name, "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"),
@@ -110,6 +115,13 @@ public sealed class LabCluster : IAsyncDisposable
 
     /// <summary>Stops an agent as a pod's termination does (SIGTERM); its rules stay (fail-static).</summary>
     public void StopAgent(string router) => _agents[router].Stop();
+
+    /// <summary>Removes everything an agent wrote on a router, keeping its cached state: the host as after a reboot.</summary>
+    public void LoseRules(string router)
+    {
+        var elsewhere = Directory.CreateDirectory(Path.Combine(_dir, router, "elsewhere")).FullName;
+        Sh.Ok(Programs.Agent, "cleanup", "--netns", Lab.Ns(router), "--state-dir", elsewhere);
+    }
 
     /// <summary>Creates a policy through the API (as kubectl would), selecting the Nodes labelled <see cref="LabLabel"/>.</summary>
     public async Task CreatePolicyAsync(string name, params string[] cidrs)
