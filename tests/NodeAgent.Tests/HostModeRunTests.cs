@@ -23,8 +23,9 @@ public sealed class HostModeRunTests : IDisposable
         File.WriteAllText(Path.Combine(policies, "seed.yaml"), Policies.Seed);
         using var agent = Start("run", "--policy-file", policies, "--netns", ns.Name, "--state-dir", _dir.Sub("state"), "--resync-interval", "60");
 
-        WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "first apply");
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
+        // The set is written before the chains (sets first, so no rule ever names a missing set): wait for both.
+        WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal)
+            && ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "first apply");
 
         // A new file in the directory is picked up without a signal.
         File.WriteAllText(Path.Combine(policies, "aliyun.yaml"), "apiVersion: tscgnat.io/v1alpha1\nkind: CgnatAllowPolicy\nmetadata: {name: aliyun}\nspec:\n  allowedSources:\n    - cidr: 100.100.0.0/16\n");

@@ -49,35 +49,39 @@ public sealed partial class TailscaleLifecycleTests(ITestOutputHelper output) : 
         Assert.True(lab.Reaches("u4", Lab.U3), "u4 -> u3 through u2");
         Assert.Contains("strategy InChain", agent.Output, StringComparison.Ordinal);
 
-        using var pinger = new Pinger(lab.Ns("u2"), Lab.U3);
-        var losses = new List<string>();
-        for (var cycle = 1; cycle <= Cycles; cycle++)
+        var pinger = new Pinger(lab.Ns("u2"), Lab.U3);
+        var steps = new List<(string Name, DateTimeOffset Start, DateTimeOffset End)>();
+        using (pinger)
         {
-            foreach (var (step, commands) in new (string, string[][])[]
+            for (var cycle = 1; cycle <= Cycles; cycle++)
             {
-                ("down/up", [["down"], ["up"]]),
-                ("restart", [["restart"]]),
-                ("crash+start", [["crash"], ["start", "on"]]),
-            })
-            {
-                var lostBefore = pinger.Lost;
-                foreach (var command in commands)
+                foreach (var (step, commands) in new (string, string[][])[]
                 {
-                    tailscaled.Run(command); // fails the test if tailscaled's start fails (with nft: because of us)
+                    ("down/up", [["down"], ["up"]]),
+                    ("restart", [["restart"]]),
+                    ("crash+start", [["crash"], ["start", "on"]]),
+                })
+                {
+                    var start = DateTimeOffset.UtcNow;
+                    foreach (var command in commands)
+                    {
+                        tailscaled.Run(command); // fails the test if tailscaled's start fails (with nft: because of us)
+                    }
+
+                    // The rebuild is done; the path must work again within the bound.
+                    Assert.True(Probe(lab.Ns("u2"), Lab.U3, BackWithin),
+                        $"cycle {cycle} {step}: u3 did not answer within {BackWithin.TotalSeconds} s after tailscaled finished; agent said:\n{agent.Output}");
+                    steps.Add(($"{cycle}/{step}", start, DateTimeOffset.UtcNow));
                 }
 
-                // The rebuild is done; the path must work again within the bound.
-                var done = pinger.LastSent;
-                Assert.True(pinger.WaitForReplyAfter(done, BackWithin),
-                    $"cycle {cycle} {step}: no reply from u3 within {BackWithin.TotalSeconds} s after tailscaled finished; agent said:\n{agent.Output}");
-                losses.Add($"{cycle}/{step}: {pinger.Lost - lostBefore}");
+                Assert.True(lab.Reaches("u4", Lab.U3), $"u4 -> u3 after cycle {cycle}");
             }
-
-            Assert.True(lab.Reaches("u4", Lab.U3), $"u4 -> u3 after cycle {cycle}");
         }
 
+        output.WriteLine($"{backend}: echo requests from u2 to u3 (every 10 ms) lost per step: "
+            + string.Join(", ", pinger.LostPer(steps).Select(s => $"{s.Name}: {s.Lost}")));
+        output.WriteLine($"{backend}: {pinger.Replies} replies, {pinger.LostPer(steps).Sum(s => s.Lost)} lost in all");
         Assert.False(lab.Reaches("u2", Lab.U3Unlisted), "a source no policy allows is still dropped");
-        output.WriteLine($"{backend}: packets lost per step (u2 pings u3 every 10 ms): {string.Join(", ", losses)}");
         output.WriteLine(string.Join('\n', agent.Output.Split('\n').Where(l => l.Contains("repaired drift", StringComparison.Ordinal)).TakeLast(5)));
     }
 
@@ -148,18 +152,36 @@ public sealed partial class TailscaleLifecycleTests(ITestOutputHelper output) : 
         };
     }
 
-    /// <summary><c>ping -O -i 0.01</c> running in a namespace: which echo requests were answered, which were not.</summary>
+    /// <summary>True when <paramref name="address"/> answers one of the short probes sent within <paramref name="within"/>.</summary>
+    private static bool Probe(string netns, string address, TimeSpan within)
+    {
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < within)
+        {
+            if (Sh.Run("ip", "netns", "exec", netns, "ping", "-n", "-c", "1", "-W", "0.2", address).ExitCode == 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// <c>ping -D -i 0.01</c> running in a namespace for the whole test. Losses are counted afterwards from
+    /// the gaps in the answered sequence numbers (ping's output may come in bursts), each gap placed in
+    /// time by the answers around it.
+    /// </summary>
     private sealed partial class Pinger : IDisposable
     {
+        private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(10);
         private readonly Process _process;
-        private long _lastReply = -1;
-        private long _lastSent = -1;
-        private long _lost;
+        private readonly SortedDictionary<long, double> _answered = [];
 
         public Pinger(string netns, string address)
         {
             var info = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
-            foreach (var arg in new[] { "netns", "exec", netns, "ping", "-n", "-O", "-i", "0.01", "-W", "1", address })
+            foreach (var arg in new[] { "netns", "exec", netns, "stdbuf", "-oL", "ping", "-n", "-D", "-i", "0.01", "-W", "1", address })
             {
                 info.ArgumentList.Add(arg);
             }
@@ -169,54 +191,66 @@ public sealed partial class TailscaleLifecycleTests(ITestOutputHelper output) : 
             _process.BeginOutputReadLine();
         }
 
-        public long Lost => Interlocked.Read(ref _lost);
-
-        public long LastSent => Interlocked.Read(ref _lastSent);
-
-        public bool WaitForReplyAfter(long seq, TimeSpan patience)
+        public int Replies
         {
-            var clock = Stopwatch.StartNew();
-            while (Interlocked.Read(ref _lastReply) <= seq)
+            get
             {
-                if (clock.Elapsed > patience)
+                lock (_answered)
                 {
-                    return false;
+                    return _answered.Count;
                 }
+            }
+        }
 
-                Thread.Sleep(5);
+        /// <summary>Unanswered requests per step, each attributed to the step during which it was sent.</summary>
+        public List<(string Name, int Lost)> LostPer(IReadOnlyList<(string Name, DateTimeOffset Start, DateTimeOffset End)> steps)
+        {
+            var lost = steps.Select(s => (s.Name, Lost: 0)).ToList();
+            lock (_answered)
+            {
+                long? previous = null;
+                double previousAt = 0;
+                foreach (var (seq, at) in _answered)
+                {
+                    for (var missing = previous + 1 ?? seq; missing < seq; missing++)
+                    {
+                        var sent = DateTimeOffset.FromUnixTimeMilliseconds((long)(previousAt * 1000 + (missing - previous!.Value) * Interval.TotalMilliseconds));
+                        var index = steps.ToList().FindIndex(s => sent >= s.Start && sent <= s.End);
+                        if (index >= 0)
+                        {
+                            lost[index] = (lost[index].Name, lost[index].Lost + 1);
+                        }
+                    }
+
+                    (previous, previousAt) = (seq, at);
+                }
             }
 
-            return true;
+            return lost;
         }
 
         public void Dispose()
         {
-            _process.Kill();
+            _process.Kill(entireProcessTree: true);
             _process.WaitForExit();
             _process.Dispose();
         }
 
         private void OnLine(string? line)
         {
-            if (line is null || Seq().Match(line) is not { Success: true } match)
+            if (line is null || Answer().Match(line) is not { Success: true } match)
             {
                 return;
             }
 
-            var seq = long.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-            if (line.StartsWith("no answer yet", StringComparison.Ordinal))
+            var culture = System.Globalization.CultureInfo.InvariantCulture;
+            lock (_answered)
             {
-                Interlocked.Increment(ref _lost);
+                _answered[long.Parse(match.Groups[2].Value, culture)] = double.Parse(match.Groups[1].Value, culture);
             }
-            else
-            {
-                Interlocked.Exchange(ref _lastReply, Math.Max(seq, Interlocked.Read(ref _lastReply)));
-            }
-
-            Interlocked.Exchange(ref _lastSent, Math.Max(seq, Interlocked.Read(ref _lastSent)));
         }
 
-        [GeneratedRegex(@"icmp_seq=(\d+)")]
-        private static partial Regex Seq();
+        [GeneratedRegex(@"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")]
+        private static partial Regex Answer();
     }
 }
