@@ -69,7 +69,7 @@ public sealed class CgnatOperator : IDisposable
 
         Policies = new ResourceCache<CgnatAllowPolicy>(ListWatch.ClusterCustom<CgnatAllowPolicy>(client), logger: this.loggers.CreateLogger("cache.policies"));
         States = new ResourceCache<CgnatNodeState>(ListWatch.ClusterCustom<CgnatNodeState>(client), logger: this.loggers.CreateLogger("cache.nodestates"));
-        Nodes = new ResourceCache<V1Node>(new NodeLabels(ListWatch.Nodes(client)), logger: this.loggers.CreateLogger("cache.nodes"));
+        Nodes = new ResourceCache<V1Node>(new NodeLabels(client), logger: this.loggers.CreateLogger("cache.nodes"));
 
         events = new EventRecorder(client, "ts-cgnat-operator", this.options.Identity, time: time, logger: this.loggers.CreateLogger<EventRecorder>());
         PolicyReconciler = new PolicyReconciler(

@@ -9,14 +9,29 @@ namespace TsCgnat.Operator;
 /// Nodes as the operator needs them: name, uid, labels and resourceVersion, nothing else. A Node's status
 /// (images, conditions, addresses) is most of its size; a cache of 5,000 of them whole would cost tens of
 /// megabytes for fields the operator never reads (controller-runtime's metadata-only informer, by hand,
-/// because the fake and real API servers alike send whole Nodes on a typed watch).
+/// because the fake and real API servers alike send whole Nodes on a typed watch). The list is read in pages
+/// (one consistent snapshot, as <c>limit</c>/<c>continue</c> guarantee) and trimmed page by page, so a relist
+/// of thousands of Nodes never holds them all whole at once.
 /// </summary>
-public sealed class NodeLabels(IListWatch<V1Node> nodes) : IListWatch<V1Node>
+public sealed class NodeLabels(IKubernetes client, int pageSize = 500) : IListWatch<V1Node>
 {
+    private readonly IListWatch<V1Node> nodes = ListWatch.Nodes(client);
+
     public async Task<ListResult<V1Node>> ListAsync(CancellationToken cancellationToken)
     {
-        var list = await nodes.ListAsync(cancellationToken);
-        return new ListResult<V1Node>([.. list.Items.Select(Trim)], list.ResourceVersion);
+        var items = new List<V1Node>();
+        var resourceVersion = "";
+        string? next = null;
+        do
+        {
+            var page = await client.CoreV1.ListNodeAsync(continueParameter: next, limit: pageSize, cancellationToken: cancellationToken);
+            items.AddRange(page.Items.Select(Trim));
+            resourceVersion = page.Metadata?.ResourceVersion ?? resourceVersion;
+            next = page.Metadata?.ContinueProperty;
+        }
+        while (!string.IsNullOrEmpty(next));
+
+        return new ListResult<V1Node>(items, resourceVersion);
     }
 
     public async IAsyncEnumerable<(WatchEventType Type, V1Node Object)> WatchAsync(

@@ -119,11 +119,11 @@ public static class PolicyAggregation
         };
         Conditions.Set(conditions, ConditionTypes.Ready, readyStatus, readyReason, readyMessage, generation, time);
 
-        var (degradedStatus, degradedReason, degradedMessage) = (failed, incompatible) switch
+        var (degradedStatus, degradedReason, degradedMessage) = (failed > 0, incompatible > 0) switch
         {
-            (0, 0) => (ConditionStatus.False, PolicyReasons.NoIssues, "no target node failed or runs an incompatible Tailscale set-up"),
-            (> 0, 0) => (ConditionStatus.True, PolicyReasons.ApplyFailed, $"{failed} target node(s) failed to apply the policy (see nodeIssues)"),
-            (0, > 0) => (ConditionStatus.True, PolicyReasons.TailscaleIncompatible,
+            (false, false) => (ConditionStatus.False, PolicyReasons.NoIssues, "no target node failed or runs an incompatible Tailscale set-up"),
+            (true, false) => (ConditionStatus.True, PolicyReasons.ApplyFailed, $"{failed} target node(s) failed to apply the policy (see nodeIssues)"),
+            (false, true) => (ConditionStatus.True, PolicyReasons.TailscaleIncompatible,
                 $"on {incompatible} target node(s) the Tailscale set-up keeps the exemptions from working (see nodeIssues)"),
             _ => (ConditionStatus.True, PolicyReasons.ApplyFailed,
                 $"{failed} target node(s) failed to apply the policy and {incompatible} run an incompatible Tailscale set-up (see nodeIssues)"),
