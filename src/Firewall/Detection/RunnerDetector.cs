@@ -109,9 +109,26 @@ public static class RunnerDetector
 
         if (v4.Any && runner.Runner != TailscaleRunner.Unknown)
         {
-            return v4.PlainJumps
-                ? new(Strategy.InChain, "tailscaled is in netfilter mode on: its jump at the top of INPUT runs ts-input before anything else")
-                : new(Strategy.Indirect, "tailscaled is in netfilter mode nodivert: our hooks call its chains after the exemptions");
+            if (v4.PlainJumps)
+            {
+                return new(Strategy.InChain, "tailscaled is in netfilter mode on: its jump at the top of INPUT runs ts-input before anything else");
+            }
+
+            // Chains without jumps are nodivert, or mode on half-way through a rebuild: off->on makes the
+            // chains (empty) before it adds its jumps, and on->off removes the jumps before it flushes.
+            // Switching strategy on such a passing state made the agent flip between the two at every
+            // tailscaled restart, so it takes the LocalAPI's word, or an empty ts-input, as "still on".
+            if (hint?.Mode == NetfilterMode.On)
+            {
+                return new(Strategy.InChain, "the LocalAPI says netfilter mode on; tailscaled's jumps are being rebuilt");
+            }
+
+            if (previous == Strategy.InChain && v4.InputRules == 0)
+            {
+                return new(Strategy.InChain, "tailscaled's chains are empty and unhooked, as in the middle of a mode-on rebuild; keeping InChain");
+            }
+
+            return new(Strategy.Indirect, "tailscaled is in netfilter mode nodivert: our hooks call its chains after the exemptions");
         }
 
         return hint?.Mode switch

@@ -152,7 +152,7 @@ public sealed class AgentLoop(
         var reason = trigger.Cause;
         var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken);
         Reconciles++;
-        _firewall?.RulesLiveIn(result.Plan.BackendName);
+        _firewall?.RulesLiveIn(result.Plan.BackendName, result.Plan.Runner?.Runner);
         var repaired = result.Wrote && Causes.IsRepair(reason);
         if (repaired)
         {

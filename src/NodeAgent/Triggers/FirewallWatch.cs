@@ -51,8 +51,13 @@ public sealed class FirewallWatch(ICommandRunner runner, Action<Trigger> changed
 
     private long _events;
 
-    /// <summary>Told after every reconcile where the rules live, so that legacy is polled only when it matters.</summary>
-    public void RulesLiveIn(string backendName) => _pollLegacy = backendName == "iptables-legacy";
+    /// <summary>
+    /// Told after every reconcile where the rules live, so that legacy is polled only when it matters: it
+    /// stops only once tailscaled is known to write with nf_tables. While tailscaled is down its chains
+    /// are gone and a pass may name another back end; stopping then missed the rebuild that followed.
+    /// </summary>
+    public void RulesLiveIn(string backendName, TailscaleRunner? runner) =>
+        _pollLegacy = backendName == "iptables-legacy" || (_pollLegacy && runner is not (TailscaleRunner.IptablesNft or TailscaleRunner.Nftables));
 
     /// <summary>Runs <c>nft monitor</c> until cancelled, restarting it if it exits; stops for good if nft is not installed.</summary>
     public async Task RunMonitorAsync(CancellationToken cancellationToken)
