@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -137,6 +138,10 @@ public sealed class TelemetryHost : IAsyncDisposable
             kestrel.AddServerHeader = false;
             kestrel.Listen(options.ListenAddress, options.Port);
         });
+
+        // The program owns SIGTERM and SIGINT (the operator stops itself, the agent's own host stops it); the
+        // console lifetime this builder registers would take them too and stop the listener on its own.
+        builder.Services.AddSingleton<IHostLifetime, ProgramOwnsSignals>();
         var app = builder.Build();
         app.UseOpenTelemetryPrometheusScrapingEndpoint(
             meters, predicate: context => context.Request.Path == "/metrics", path: null, configureBranchedPipeline: null, optionsName: null);
@@ -147,6 +152,13 @@ public sealed class TelemetryHost : IAsyncDisposable
             _ => Answer(context, StatusCodes.Status404NotFound, "not found; try /metrics, /healthz or /readyz"),
         });
         return app;
+    }
+
+    private sealed class ProgramOwnsSignals : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private static Task Answer(HttpContext context, HealthState state) =>

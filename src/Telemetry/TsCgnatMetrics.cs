@@ -76,6 +76,13 @@ public sealed class TsCgnatMetrics : IDisposable
         ?? "0.0.0";
 
     /// <summary>
+    /// The meter itself: a <see cref="MeterListener"/> can tell this instance's measurements from those of
+    /// another instance in the same process (tests that run several programs at once), since every instance's
+    /// meter is named <c>tscgnat</c>.
+    /// </summary>
+    public Meter Meter => _meter;
+
+    /// <summary>
     /// Starts timing one reconcile and, when anyone listens to <see cref="TsCgnatTracing.SourceName"/>, a
     /// <c>tscgnat.reconcile</c> span. Dispose the scope when the reconcile ends; call
     /// <see cref="ReconcileScope.Completed"/> or <see cref="ReconcileScope.Failed"/> before that.

@@ -15,6 +15,7 @@ using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.State;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.NodeAgent.Triggers;
+using TsCgnat.Telemetry;
 
 namespace TsCgnat.NodeAgent.Cli;
 
@@ -91,6 +92,14 @@ public static class AgentCommands
         Description = "Switch tailscaled from netfilter mode on to nodivert through its LocalAPI, so the Indirect strategy can be used (off by default).",
     };
 
+    private static readonly Option<int> MetricsPort = new("--metrics-port")
+    {
+        Description = "Serve /metrics (Prometheus), /healthz and /readyz on this port, on every address; 0 (the default) serves nothing "
+            + "(OTLP still exports when OTEL_EXPORTER_OTLP_ENDPOINT is set). Off by default because on a plain VM an open, "
+            + "unauthenticated port is a choice the admin should make; the Helm chart passes 9479.",
+        DefaultValueFactory = _ => 0,
+    };
+
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be written; write nothing." };
 
     public static RootCommand Build()
@@ -112,6 +121,14 @@ public static class AgentCommands
             }
         });
 
+        MetricsPort.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int>() is < 0 or > 65535)
+            {
+                r.AddError("--metrics-port must be a port between 0 (off) and 65535");
+            }
+        });
+
         LegacyPollSeconds.Validators.Add(r =>
         {
             if (r.GetValueOrDefault<double>() is < 0.05 or > 3600)
@@ -122,7 +139,7 @@ public static class AgentCommands
 
         var run = new Command("run", "Keep this host's rules matching the policies: from --policy-file (host mode), or without it from the API server (cluster mode: in-cluster config or KUBECONFIG, node name from NODE_NAME or --node-name).")
         {
-            PolicyFile, NodeName, Strategy, StateDir, TailscaleSocket, TailscaleInterface, Backend, Netns, ResyncSeconds, LegacyPollSeconds, EnforceNoDivert,
+            PolicyFile, NodeName, Strategy, StateDir, TailscaleSocket, TailscaleInterface, Backend, Netns, ResyncSeconds, LegacyPollSeconds, EnforceNoDivert, MetricsPort,
         };
         run.SetAction((parse, ct) => RunAsync(parse, ct));
 
@@ -290,11 +307,22 @@ public static class AgentCommands
             o.UseUtcTimestamp = true;
         });
         builder.Services.AddSingleton(TimeProvider.System);
+        var resync = TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds));
+        var metricsPort = parse.GetValue(MetricsPort);
+        builder.Services.AddTsCgnatTelemetry(new TelemetryOptions
+        {
+            ServiceName = "ts-cgnat-agent",
+            Port = metricsPort,
+            // The resync timer makes a pass at least once per interval, so three missed ones mean a wedged loop.
+            LivenessBound = 3 * resync,
+            RequireCachesSynced = cluster,
+        });
         builder.Services.AddSingleton(sp => new HostFirewall(Runner(parse), sp.GetRequiredService<ILogger<HostFirewall>>()));
         builder.Services.AddSingleton(sp => new Reconciler(
             sp.GetRequiredService<HostFirewall>(), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!),
             TimeProvider.System, sp.GetRequiredService<ILogger<Reconciler>>()));
-        builder.Services.AddSingleton(new AgentLoopOptions(TimeSpan.FromSeconds(parse.GetValue(ResyncSeconds)), TimeSpan.FromMilliseconds(5), parse.GetValue(EnforceNoDivert)));
+        builder.Services.AddSingleton(new AgentLoopOptions(
+            resync, TimeSpan.FromMilliseconds(5), parse.GetValue(EnforceNoDivert), nodeName ?? Environment.MachineName));
         builder.Services.AddSingleton<RepairStats>();
         builder.Services.AddSingleton<Func<Action<Trigger>, FirewallWatch>>(sp => changed => new FirewallWatch(
             Runner(parse), changed, sp.GetRequiredService<ILogger<FirewallWatch>>(), TimeProvider.System)
@@ -325,7 +353,18 @@ public static class AgentCommands
             log.LogInformation("ts-cgnat-agent {Version} host mode on {Node}: policies from {Paths}", VersionText(), nodeName ?? Environment.MachineName, string.Join(", ", paths));
         }
 
-        await host.RunAsync(cancellationToken);
+        try
+        {
+            // The telemetry listener starts before the loop (hosted services start in order), so a port that is
+            // taken stops the agent before it touches the firewall.
+            await host.RunAsync(cancellationToken);
+        }
+        catch (IOException e) when (metricsPort != 0)
+        {
+            log.LogCritical("--metrics-port {Port}: cannot listen: {Error}", metricsPort, e.Message);
+            return ExitCodes.Failure;
+        }
+
         return ExitCodes.Done;
     }
 
@@ -336,7 +375,8 @@ public static class AgentCommands
         services.AddSingleton(sp => new Kube.EventRecorder(
             sp.GetRequiredService<IKubernetes>(), "ts-cgnat-agent", nodeName, time: TimeProvider.System, logger: sp.GetRequiredService<ILogger<Kube.EventRecorder>>()));
         services.AddSingleton(sp => new NodeStateWriter(
-            sp.GetRequiredService<IKubernetes>(), nodeName, sp.GetRequiredService<Kube.EventRecorder>(), sp.GetRequiredService<ILogger<NodeStateWriter>>(), TimeProvider.System));
+            sp.GetRequiredService<IKubernetes>(), nodeName, sp.GetRequiredService<Kube.EventRecorder>(), sp.GetRequiredService<ILogger<NodeStateWriter>>(), TimeProvider.System,
+            metrics: sp.GetRequiredService<TsCgnatMetrics>()));
         services.AddSingleton<IPolicySource>(sp => new ClusterPolicySource(
             sp.GetRequiredService<IKubernetes>(), nodeName, sp.GetRequiredService<NodeStateWriter>(), sp.GetRequiredService<RepairStats>(),
             sp.GetRequiredService<ILogger<ClusterPolicySource>>(), TimeProvider.System));

@@ -51,6 +51,9 @@ public sealed class ClusterPolicySource : IPolicySource
         _nodes = new ResourceCache<V1Node>(ListWatch.Nodes(client, new ListSelectors(FieldSelector: $"metadata.name={nodeName}")), cacheOptions, time, logger);
     }
 
+    /// <summary>Both watches (policies, this Node) have listed once.</summary>
+    public bool HasSynced => _policies.HasSynced && _nodes.HasSynced;
+
     public IDisposable Start(Action<string> changed, CancellationToken stoppingToken)
     {
         var policies = _policies.Subscribe(_ => changed(ClusterCauses.PolicyChanged));

@@ -6,6 +6,8 @@ using k8s.Models;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Kube;
+using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.Telemetry;
 
 namespace TsCgnat.NodeAgent.Cluster;
 
@@ -17,7 +19,10 @@ namespace TsCgnat.NodeAgent.Cluster;
 /// with the latest report; reports that were overtaken meanwhile are never sent. Events about repairs and errors go
 /// out the same way, de-duplicated by <see cref="EventRecorder"/>.
 /// </summary>
-public sealed class NodeStateWriter(IKubernetes client, string nodeName, EventRecorder events, ILogger<NodeStateWriter> logger, TimeProvider time, BackoffPolicy? backoff = null)
+/// <remarks>Each status write counts in <c>tscgnat.status.writes</c> (kind CgnatNodeState), each failed attempt in
+/// <c>tscgnat.apply.errors</c> (stage status): the reconcile span has ended by then.</remarks>
+public sealed class NodeStateWriter(
+    IKubernetes client, string nodeName, EventRecorder events, ILogger<NodeStateWriter> logger, TimeProvider time, BackoffPolicy? backoff = null, TsCgnatMetrics? metrics = null)
 {
     private static readonly ApiResource Resource = ApiResource.Of<CgnatNodeState>();
     private readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -66,6 +71,7 @@ public sealed class NodeStateWriter(IKubernetes client, string nodeName, EventRe
                     }
                     catch (Exception e) when (e is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
                     {
+                        metrics?.RecordApplyError(ApplyStages.Status);
                         var delay = retry.NextDelay();
                         logger.LogWarning("writing CgnatNodeState {Node} failed ({Failures} in a row), retrying in {Delay}: {Error}", nodeName, retry.Failures, delay, e.Message);
                         await Task.Delay(delay, time, cancellationToken);
@@ -89,6 +95,7 @@ public sealed class NodeStateWriter(IKubernetes client, string nodeName, EventRe
             if (outcome.Written)
             {
                 Interlocked.Increment(ref _writes);
+                metrics?.RecordStatusWrite(CgnatNodeState.KindName);
             }
         }
         catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)

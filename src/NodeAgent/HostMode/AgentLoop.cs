@@ -5,13 +5,31 @@ using TsCgnat.Api;
 using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.NodeAgent.Triggers;
+using TsCgnat.Telemetry;
 
 namespace TsCgnat.NodeAgent.HostMode;
 
 /// <summary>Options of <c>ts-cgnat-agent run</c>, host and cluster mode alike.</summary>
 /// <param name="Debounce">How long to wait after a firewall change before looking, so a burst of tailscaled's commands is read once.</param>
 /// <param name="EnforceNoDivert">Switch tailscaled from mode on to nodivert through the LocalAPI (design section 4, off by default).</param>
-public sealed record AgentLoopOptions(TimeSpan ResyncInterval, TimeSpan? Debounce = null, bool EnforceNoDivert = false);
+/// <param name="NodeName">The node reconciled, as the <c>node</c> tag of each reconcile span.</param>
+public sealed record AgentLoopOptions(TimeSpan ResyncInterval, TimeSpan? Debounce = null, bool EnforceNoDivert = false, string? NodeName = null);
+
+/// <summary>The <c>stage</c> values of <c>tscgnat.apply.errors</c> and of a failed reconcile span, as the agent records them.</summary>
+public static class ApplyStages
+{
+    /// <summary>Reading the policies failed (the policy source threw).</summary>
+    public const string Policy = "policy";
+
+    /// <summary>Reading, planning or writing the host firewall failed: the engine does the three in one call.</summary>
+    public const string Firewall = "firewall";
+
+    /// <summary>Saving the applied state for the fail-static start failed (the rules were written).</summary>
+    public const string Cache = "cache";
+
+    /// <summary>Cluster mode: writing this node's CgnatNodeState failed.</summary>
+    public const string Status = "status";
+}
 
 /// <summary>
 /// Where the policies come from: the policy files (host mode) or the API server (cluster mode). The
@@ -19,6 +37,9 @@ public sealed record AgentLoopOptions(TimeSpan ResyncInterval, TimeSpan? Debounc
 /// </summary>
 public interface IPolicySource
 {
+    /// <summary>Whether the source knows what the policies are: always in host mode; in cluster mode once the caches have listed once.</summary>
+    bool HasSynced { get; }
+
     /// <summary>Starts the source's inputs (file watcher and SIGHUP; watches of the API server); disposing stops them.</summary>
     IDisposable Start(Action<string> changed, CancellationToken stoppingToken);
 
@@ -56,6 +77,13 @@ public sealed record PassOutcome(
 /// everything again, so bursts coalesce and no logic depends on which input fired. That is also how drift is
 /// repaired within milliseconds. Stopping leaves the rules in place.
 /// </summary>
+/// <remarks>
+/// Telemetry is recorded where the facts happen: each pass is one <c>tscgnat.reconcile</c> (duration and span),
+/// a pass that wrote after drift counts a repair with the same latency as <see cref="RepairStats"/>, and a pass
+/// that succeeded hands over the rule and set sizes. Every pass is a heartbeat (liveness); the first pass that
+/// applied policies (after the caches listed, in cluster mode) makes the agent ready. A pass that only restored
+/// the cached state does not: the agent does not know yet what the policies say.
+/// </remarks>
 public sealed class AgentLoop(
     IPolicySource source,
     Reconciler reconciler,
@@ -65,7 +93,9 @@ public sealed class AgentLoop(
     RepairStats repairs,
     Func<Action<Trigger>, FirewallWatch>? firewallWatch = null,
     Func<Action<TailscaleView>, TailscaleWatcher>? tailscaleWatcher = null,
-    LocalApiClient? localApi = null) : BackgroundService
+    LocalApiClient? localApi = null,
+    TsCgnatMetrics? metrics = null,
+    Readiness? readiness = null) : BackgroundService
 {
     private int _enforcing;
     private string? _enforceProblem;
@@ -135,29 +165,73 @@ public sealed class AgentLoop(
                 source.Completed(new PassOutcome(reason, null, null, e, false, Volatile.Read(ref _tailscale)));
                 _ = RetryAsync(retry, stoppingToken);
             }
+
+            // The loop passed, whatever the pass did: /healthz stays good while the loop turns.
+            readiness?.Heartbeat();
         }
     }
 
     private async Task ReconcileOnceAsync(Trigger trigger, CancellationToken cancellationToken)
     {
-        var policies = await source.ReadAsync(trigger.Cause, cancellationToken);
-        if (policies is null)
+        using var reconcile = metrics?.StartReconcile(trigger.Cause, node: options.NodeName);
+        var stage = ApplyStages.Policy;
+        try
         {
-            // Nothing good was ever read: keep the cached state (if any) in force, repairing drift.
-            await reconciler.ApplyCacheAsync(cancellationToken);
-            source.Completed(new PassOutcome(trigger.Cause, null, null, null, false, Volatile.Read(ref _tailscale)));
+            var policies = await source.ReadAsync(trigger.Cause, cancellationToken);
+            stage = ApplyStages.Firewall;
+            if (policies is null)
+            {
+                // Nothing good was ever read: keep the cached state (if any) in force, repairing drift.
+                var restored = await reconciler.ApplyCacheAsync(cancellationToken);
+                reconcile?.Completed(restored?.Wrote ?? false, restored?.Plan.BackendName, restored?.Plan.Strategy?.Strategy.ToString());
+                RecordSize(restored);
+                source.Completed(new PassOutcome(trigger.Cause, null, null, null, false, Volatile.Read(ref _tailscale)));
+                return;
+            }
+
+            var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken);
+            reconcile?.Completed(result.Wrote, result.Plan.BackendName, result.Plan.Strategy?.Strategy.ToString());
+            RecordSize(result);
+            Passed(trigger, policies, result);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The engine reads, plans and writes in one call; of what it throws, only saving the state cache
+            // does file I/O (process failures come back as FirewallWriteException).
+            reconcile?.Failed(stage == ApplyStages.Firewall && e is IOException or UnauthorizedAccessException ? ApplyStages.Cache : stage, e);
+            throw;
+        }
+    }
+
+    private void RecordSize(ReconcileResult? result)
+    {
+        if (metrics is null || result is null)
+        {
             return;
         }
 
+        var size = reconciler.Size(result);
+        metrics.SetRules([new(size.Strategy, size.Rules)]);
+        metrics.SetSetMembers(size.SetMembers);
+    }
+
+    private void Passed(Trigger trigger, IReadOnlyList<ValidatedPolicy> policies, ReconcileResult result)
+    {
         var reason = trigger.Cause;
-        var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken);
         Reconciles++;
+        if (source.HasSynced)
+        {
+            readiness?.MarkCachesSynced();
+        }
+
+        readiness?.MarkReconciled();
         _firewall?.RulesLiveIn(result.Plan.BackendName, result.Plan.Runner?.Runner);
         var repaired = result.Wrote && Causes.IsRepair(reason);
         if (repaired)
         {
             var latency = time.GetElapsedTime(trigger.SeenAt);
             repairs.Record(reason, latency);
+            metrics?.RecordRepair(reason, latency);
             logger.LogInformation("repaired drift ({Reason}): rules back {Latency:F1} ms after the change was seen", reason, latency.TotalMilliseconds);
         }
 

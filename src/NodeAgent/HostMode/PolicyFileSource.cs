@@ -20,6 +20,9 @@ public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<Policy
 
     public IReadOnlyList<string> Paths => paths;
 
+    /// <summary>The files are read at every pass: nothing to wait for.</summary>
+    public bool HasSynced => true;
+
     public IDisposable Start(Action<string> changed, CancellationToken stoppingToken)
     {
         var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>

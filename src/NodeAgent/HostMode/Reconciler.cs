@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
+using TsCgnat.Firewall.Rules;
 using TsCgnat.NodeAgent.State;
 
 namespace TsCgnat.NodeAgent.HostMode;
@@ -16,6 +17,8 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
     private bool _cacheProblemReported;
     private IReadOnlyList<ValidatedPolicy>? _policies;
     private Exemptions? _exemptions;
+    private Exemptions? _applied;
+    private (object Key, AppliedSize Size)? _size;
 
     /// <summary>What the LocalAPI says about tailscaled (null while it is not reachable); set by the agent's watcher.</summary>
     public TailscaleHint? Hint { get; set; }
@@ -27,9 +30,10 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 
     /// <summary>
     /// Applies the cached state, if any: first thing at start (the fail-static start), and again on
-    /// each pass while no valid policy has been read.
+    /// each pass while no valid policy has been read. Returns what the engine did, or null when there was no
+    /// usable cache (nothing was done).
     /// </summary>
-    public async Task ApplyCacheAsync(CancellationToken cancellationToken)
+    public async Task<ReconcileResult?> ApplyCacheAsync(CancellationToken cancellationToken)
     {
         AppliedState? state;
         try
@@ -44,7 +48,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
                 _cacheProblemReported = true;
             }
 
-            return;
+            return null;
         }
 
         if (state is null)
@@ -55,17 +59,19 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
                 _cacheProblemReported = true;
             }
 
-            return;
+            return null;
         }
 
         _saved = state;
         Stateful = state.Stateful;
-        var result = await firewall.ReconcileAsync(state.ToExemptions(), Current, Stateful, dryRun: false, cancellationToken);
+        var exemptions = state.ToExemptions();
+        var result = await firewall.ReconcileAsync(exemptions, Current, Stateful, dryRun: false, cancellationToken);
+        _applied = exemptions;
         logger.Log(
             result.Wrote ? LogLevel.Information : LogLevel.Debug,
             "restored the cached state of {AppliedAt:O} ({Policies} policies): {Outcome}",
             state.AppliedAt, state.Policies.Count, result.Wrote ? "rules written" : "rules already in place");
-
+        return result;
     }
 
     /// <summary>Makes the host match <paramref name="policies"/>; writes nothing when it already does.</summary>
@@ -85,6 +91,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
             return result;
         }
 
+        _applied = exemptions;
         Stateful = result.Plan.Tailscale[IpFamily.V4].Stateful ?? Stateful;
         var state = AppliedState.From(policies, exemptions, Stateful, time.GetUtcNow());
         if (!SameAsSaved(state))
@@ -94,6 +101,28 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         }
 
         return result;
+    }
+
+    /// <summary>
+    /// How much of ours the host holds after <paramref name="result"/>, the last pass of <see cref="ApplyAsync"/>
+    /// or <see cref="ApplyCacheAsync"/> (it wrote or found the host in sync). Kept until the exemptions or what
+    /// the plan found change, so an idle resync renders no set.
+    /// </summary>
+    public AppliedSize Size(ReconcileResult result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var plan = result.Plan;
+        var exemptions = _applied ?? Exemptions.None;
+        var key = (exemptions, plan.Runner?.Runner, plan.Strategy?.Strategy, plan.Stateful,
+            plan.Tailscale.GetValueOrDefault(IpFamily.V4), plan.Tailscale.GetValueOrDefault(IpFamily.V6));
+        if (_size is { } kept && kept.Key.Equals(key))
+        {
+            return kept.Size;
+        }
+
+        var size = AppliedSize.Of(plan, Current, IndirectLayout.Sets(exemptions));
+        _size = (key, size);
+        return size;
     }
 
     private AppliedState? Cached()
