@@ -1,9 +1,11 @@
+using System.Threading.Channels;
 using k8s;
 using k8s.Models;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using TsCgnat.Api;
 using TsCgnat.Kube;
+using TsCgnat.Telemetry;
 
 namespace TsCgnat.Operator;
 
@@ -39,6 +41,13 @@ public sealed record OperatorOptions
 
     /// <summary>Policies reconciled at the same time.</summary>
     public int Workers { get; init; } = 2;
+
+    /// <summary>
+    /// How often the gauges are refreshed from the caches when nothing changes, and the liveness heartbeat of a
+    /// replica with nothing to reconcile (the chart's liveness bound is 3x this). Changes refresh them sooner, at
+    /// most once per second.
+    /// </summary>
+    public TimeSpan TelemetryInterval { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>
@@ -47,6 +56,13 @@ public sealed record OperatorOptions
 /// that run only while this instance leads, the policy controller (<see cref="PolicyReconciler"/>) and the
 /// clean-up of node states whose Node is gone (<see cref="NodeStateCleanup"/>).
 /// </summary>
+/// <remarks>
+/// Readiness (<see cref="Readiness"/>, what <c>/readyz</c> answers): every cache has listed once and then either
+/// this replica leads and has reconciled every policy once, or it stands by while another replica holds the
+/// Lease. A standby has nothing to reconcile; waiting for a reconcile would keep it unready for ever and stall a
+/// rolling update, which waits for the new pod while the old one leads. Only the leader reports the gauges
+/// (<c>tscgnat.policies</c>, <c>tscgnat.nodes</c>), so a sum over replicas counts each policy once.
+/// </remarks>
 public sealed class CgnatOperator : IDisposable
 {
     private readonly Kubernetes client;
@@ -56,14 +72,25 @@ public sealed class CgnatOperator : IDisposable
     private readonly EventRecorder events;
     private readonly Controller policyController;
     private readonly Controller cleanupController;
+    private readonly TimeProvider time;
+    private readonly bool ownsMetrics;
+    private readonly Channel<bool> refresh = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private LeaderElection? election;
     private volatile bool leading;
 
-    public CgnatOperator(KubernetesClientConfiguration configuration, OperatorOptions? options = null, ILoggerFactory? loggers = null, TimeProvider? time = null)
+    /// <param name="metrics">Where to record; null: an instance of its own (disposed with the operator).</param>
+    /// <param name="readiness">What <c>/healthz</c> and <c>/readyz</c> answer; null: one with a bound of 3x <see cref="OperatorOptions.TelemetryInterval"/>.</param>
+    public CgnatOperator(
+        KubernetesClientConfiguration configuration, OperatorOptions? options = null, ILoggerFactory? loggers = null, TimeProvider? time = null,
+        TsCgnatMetrics? metrics = null, Readiness? readiness = null)
     {
         ArgumentNullException.ThrowIfNull(configuration);
         this.options = options ?? new OperatorOptions();
         this.loggers = loggers ?? NullLoggerFactory.Instance;
-        time ??= TimeProvider.System;
+        this.time = time ??= TimeProvider.System;
+        ownsMetrics = metrics is null;
+        Metrics = metrics ?? new TsCgnatMetrics(time);
+        Readiness = readiness ?? new Readiness(3 * this.options.TelemetryInterval, requireCachesSynced: true, time);
         logger = this.loggers.CreateLogger<CgnatOperator>();
         client = new Kubernetes(configuration);
 
@@ -76,7 +103,12 @@ public sealed class CgnatOperator : IDisposable
             Policies, States, Nodes,
             new StatusWriter(client, logger: this.loggers.CreateLogger<StatusWriter>()),
             new Finalizers(client),
-            events, this.options, time, this.loggers.CreateLogger<PolicyReconciler>());
+            events, this.options, time, this.loggers.CreateLogger<PolicyReconciler>(), Metrics);
+        PolicyReconciler.Reconciled += () =>
+        {
+            SettleReadiness(); // at once: a probe right after the first status write finds the replica ready
+            Refresh();
+        };
         Cleanup = new NodeStateCleanup(client, States, Nodes, this.loggers.CreateLogger<NodeStateCleanup>());
 
         var keys = new PolicyKeys(Policies, States, Nodes);
@@ -88,6 +120,10 @@ public sealed class CgnatOperator : IDisposable
             .Watches(States)
             .Watches(Nodes);
     }
+
+    public TsCgnatMetrics Metrics { get; }
+
+    public Readiness Readiness { get; }
 
     public ResourceCache<CgnatAllowPolicy> Policies { get; }
 
@@ -119,12 +155,13 @@ public sealed class CgnatOperator : IDisposable
             Task.Run(() => Policies.RunAsync(stopCaches.Token), CancellationToken.None),
             Task.Run(() => States.RunAsync(stopCaches.Token), CancellationToken.None),
             Task.Run(() => Nodes.RunAsync(stopCaches.Token), CancellationToken.None),
+            Task.Run(() => ObserveAsync(stopCaches.Token), CancellationToken.None),
         ];
         try
         {
             if (options.LeaderElect)
             {
-                var election = new LeaderElection(
+                election = new LeaderElection(
                     client,
                     new LeaderElectionOptions(options.LeaseNamespace, options.LeaseName, options.Identity)
                     {
@@ -151,6 +188,7 @@ public sealed class CgnatOperator : IDisposable
     private async Task LeadAsync(CancellationToken cancellationToken)
     {
         leading = true;
+        Refresh();
         try
         {
             await Task.WhenAll(policyController.RunAsync(cancellationToken), cleanupController.RunAsync(cancellationToken));
@@ -158,6 +196,91 @@ public sealed class CgnatOperator : IDisposable
         finally
         {
             leading = false;
+            Refresh();
+        }
+    }
+
+    private void Refresh() => refresh.Writer.TryWrite(true);
+
+    /// <summary>
+    /// The telemetry pass, on every replica: once the caches listed, refresh the gauges (leader) or clear them
+    /// (standby), settle readiness, and beat the heart; again on each change, at most once a second, and at least
+    /// every <see cref="OperatorOptions.TelemetryInterval"/>.
+    /// </summary>
+    private async Task ObserveAsync(CancellationToken cancellationToken)
+    {
+        var subscriptions = new[] { Policies.Subscribe(_ => Refresh()), States.Subscribe(_ => Refresh()), Nodes.Subscribe(_ => Refresh()) };
+        try
+        {
+            await Task.WhenAll(Policies.WaitForSyncAsync(cancellationToken), States.WaitForSyncAsync(cancellationToken), Nodes.WaitForSyncAsync(cancellationToken));
+            Readiness.MarkCachesSynced();
+            _ = TickAsync(cancellationToken);
+            Refresh();
+            await foreach (var _ in refresh.Reader.ReadAllAsync(cancellationToken))
+            {
+                Observe();
+                await Task.Delay(TimeSpan.FromSeconds(1), time, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            foreach (var subscription in subscriptions)
+            {
+                subscription.Dispose();
+            }
+        }
+    }
+
+    private void Observe()
+    {
+        if (leading)
+        {
+            Metrics.SetPolicyConditions(ClusterGauges.Policies(Policies.List()));
+            Metrics.SetNodes(ClusterGauges.Nodes(States.List(), name => Nodes.Get(name) is not null));
+        }
+        else
+        {
+            Metrics.SetPolicyConditions([]);
+            Metrics.SetNodes([]);
+        }
+
+        SettleReadiness();
+        Readiness.Heartbeat();
+    }
+
+    /// <summary>Marks the replica ready when it is: the leader once every policy was reconciled, a standby once it saw another holder.</summary>
+    private void SettleReadiness()
+    {
+        if (!HasSynced || Readiness.Ready().Ok)
+        {
+            return;
+        }
+
+        var ready = leading
+            ? PolicyReconciler.EveryPolicyReconciled
+            : election?.Leader is { Length: > 0 } holder && holder != options.Identity; // standing by while another replica leads
+        if (ready)
+        {
+            Readiness.MarkReconciled();
+        }
+    }
+
+    /// <summary>Refreshes every <see cref="OperatorOptions.TelemetryInterval"/>; until ready, every Lease retry period, since nothing else says when a standby saw the holder.</summary>
+    private async Task TickAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await Task.Delay(Readiness.Ready().Ok ? options.TelemetryInterval : options.RetryPeriod, time, cancellationToken);
+                Refresh();
+            }
+        }
+        catch (OperationCanceledException)
+        {
         }
     }
 
@@ -165,5 +288,9 @@ public sealed class CgnatOperator : IDisposable
     {
         events.Dispose();
         client.Dispose();
+        if (ownsMetrics)
+        {
+            Metrics.Dispose();
+        }
     }
 }

@@ -6,6 +6,7 @@ using k8s.Exceptions;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api.Crds;
 using TsCgnat.Kube;
+using TsCgnat.Telemetry;
 
 namespace TsCgnat.Operator;
 
@@ -50,9 +51,11 @@ internal static class Program
         {
             Description = "Reconcile only while holding the Lease ts-cgnat-operator in POD_NAMESPACE (default ts-cgnat); for more than one replica.",
         };
-        var metricsPort = new Option<int?>("--metrics-port")
+        var metricsPort = new Option<int>("--metrics-port")
         {
-            Description = "Serve /healthz and /readyz on this port (the chart's probes ask them).",
+            Description = "Serve /metrics (Prometheus), /healthz and /readyz on this port, on every address (the chart passes 8080 and "
+                + "probes the health paths); 0, the default, serves nothing (OTLP still exports when OTEL_EXPORTER_OTLP_ENDPOINT is set).",
+            DefaultValueFactory = _ => 0,
         };
         var deletionTimeout = new Option<TimeSpan>("--deletion-timeout")
         {
@@ -91,11 +94,11 @@ internal static class Program
         return run;
     }
 
-    private static async Task<int> RunAsync(string? kubeconfigPath, int? metricsPort, OperatorOptions options, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string? kubeconfigPath, int metricsPort, OperatorOptions options, CancellationToken cancellationToken)
     {
         if (metricsPort is < 0 or > 65535)
         {
-            await Console.Error.WriteLineAsync($"error: --metrics-port {metricsPort} is not a port (0 to 65535)");
+            await Console.Error.WriteLineAsync($"error: --metrics-port {metricsPort} is not a port (0 to 65535, 0 = off)");
             return InvalidInput;
         }
 
@@ -116,7 +119,21 @@ internal static class Program
             return Failure;
         }
 
-        using var @operator = new CgnatOperator(configuration, options, loggers);
+        using var metrics = new TsCgnatMetrics();
+        var readiness = new Readiness(3 * options.TelemetryInterval, requireCachesSynced: true);
+        TelemetryHost telemetry;
+        try
+        {
+            telemetry = await TelemetryHost.StartAsync(new TelemetryOptions { ServiceName = "ts-cgnat-operator", Port = metricsPort }, readiness, cancellationToken);
+        }
+        catch (IOException e)
+        {
+            logger.LogCritical("--metrics-port {Port}: cannot listen: {Error}", metricsPort, e.Message);
+            return Failure;
+        }
+
+        await using var flushed = telemetry; // stopping flushes what OTLP has not pushed yet
+        using var @operator = new CgnatOperator(configuration, options, loggers, metrics: metrics, readiness: readiness);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         void Stop(PosixSignalContext context)
         {
@@ -127,9 +144,6 @@ internal static class Program
 
         using var terminate = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
-        var health = metricsPort is { } port
-            ? HealthEndpoint.RunAsync(port, () => @operator.HasSynced, stop.Token)
-            : Task.CompletedTask;
         try
         {
             await @operator.RunAsync(stop.Token);
@@ -139,18 +153,6 @@ internal static class Program
         {
             logger.LogCritical(e, "the operator failed: {Error}", e.Message);
             return Failure;
-        }
-        finally
-        {
-            await stop.CancelAsync();
-            try
-            {
-                await health;
-            }
-            catch (Exception e) when (e is OperationCanceledException or IOException)
-            {
-                logger.LogWarning("health endpoint: {Error}", e.Message);
-            }
         }
     }
 

@@ -31,9 +31,11 @@ public abstract class OnApiServer : IAsyncLifetime
         await Server.DisposeAsync();
     }
 
-    protected CgnatOperator Start(OperatorOptions? options = null, TimeProvider? time = null)
+    /// <param name="metrics">Where the operator records (a test listens to it before the operator starts); null: its own.</param>
+    /// <param name="readiness">What its /readyz would answer; null: its own.</param>
+    protected CgnatOperator Start(OperatorOptions? options = null, TimeProvider? time = null, Telemetry.TsCgnatMetrics? metrics = null, Telemetry.Readiness? readiness = null)
     {
-        var op = new CgnatOperator(Server.ClientConfiguration(), options ?? FastOptions, time: time);
+        var op = new CgnatOperator(Server.ClientConfiguration(), options ?? FastOptions, time: time, metrics: metrics, readiness: readiness);
         var stop = new CancellationTokenSource();
         running.Add((op, stop, Task.Run(() => op.RunAsync(stop.Token))));
         return op;

@@ -1,0 +1,242 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using TsCgnat.Api;
+using TsCgnat.Telemetry;
+
+namespace TsCgnat.Operator.Tests;
+
+/// <summary>What the operator records (design section 8) and what its /readyz answers, against the fake API server.</summary>
+public class TelemetryTests : OnApiServer
+{
+    private static OperatorOptions Elected(string identity) => FastOptions with
+    {
+        LeaderElect = true,
+        Identity = identity,
+        LeaseNamespace = "ts-cgnat",
+        LeaseDuration = TimeSpan.FromSeconds(3),
+        RenewDeadline = TimeSpan.FromSeconds(2),
+        RetryPeriod = TimeSpan.FromMilliseconds(200),
+    };
+
+    [Fact]
+    public async Task After_the_operator_reconciles_the_gauges_count_policies_by_condition_and_nodes_by_state_and_every_status_write_and_reconcile_is_recorded()
+    {
+        PutNode("n1");
+        PutNode("n2");
+        PutNode("n3");
+        PutState("n1", ready: true, policies: Applied("tm-good"));
+        PutState("n2", ready: false, policies: Objects.Entry("tm-good", 1, PolicyPhase.Failed));
+        PutState("n3", ready: false);
+        PutPolicy("tm-good");
+        PutPolicy("tm-bad", cidr: "10.0.0.0/8");
+        using var metrics = new TsCgnatMetrics();
+        using var measured = new Measured(metrics.Meter);
+        using var spans = new Spans("tm-good");
+
+        var op = Start(metrics: metrics);
+        await PolicyStatus("tm-good", p => Has(p, ConditionTypes.Degraded, ConditionStatus.True, PolicyReasons.ApplyFailed), "Degraded by n2");
+        await PolicyStatus("tm-bad", p => Has(p, ConditionTypes.Accepted, ConditionStatus.False, PolicyReasons.InvalidSpec), "not Accepted");
+        await Eventually(() => measured.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "False")) == 1, "the policies gauge caught up");
+
+        Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "True")));
+        Assert.Equal(2, measured.Gauge("tscgnat.policies", ("condition", "Ready"), ("status", "False")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Degraded"), ("status", "True")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Degraded"), ("status", "False")));
+        Assert.Null(measured.Gauge("tscgnat.policies", ("condition", "Ready"), ("status", "True")));
+        Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "applied")));
+        Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "failed")));
+        Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "pending")));
+
+        // A reconcile may still be in flight (the watch event of the last status write): compare once they settle.
+        await Eventually(() => StatusWrites("tm-good") + StatusWrites("tm-bad") == measured.Sum("tscgnat.status.writes", ("kind", "CgnatAllowPolicy")),
+            "one status write counted per PATCH the API server saw");
+        await Eventually(() => op.PolicyReconciler.Reconciles == Durations(measured, "written") + Durations(measured, "in_sync"),
+            "one duration per reconcile");
+        Assert.True(Durations(measured, "written") >= 2, "each policy's first reconcile wrote its finalizer and status");
+        Assert.Equal(0, Durations(measured, "failed"));
+        Assert.Equal(0, measured.Sum("tscgnat.apply.errors", ("stage", "status")));
+
+        var span = spans.Stopped[0];
+        Assert.Equal(TsCgnatTracing.ReconcileActivity, span.OperationName);
+        Assert.Equal("work queue", span.GetTagItem("cause"));
+        Assert.Equal(true, span.GetTagItem("wrote"));
+    }
+
+    [Fact]
+    public async Task A_status_write_the_API_server_refuses_counts_an_error_in_stage_status_and_the_retry_writes_it()
+    {
+        PutNode("n1");
+        PutState("n1", ready: true, policies: Applied("tm-refused"));
+        Server.FailNext(r => r.Path.EndsWith("/cgnatallowpolicies/tm-refused/status", StringComparison.Ordinal), 500);
+        PutPolicy("tm-refused");
+        using var metrics = new TsCgnatMetrics();
+        using var measured = new Measured(metrics.Meter);
+
+        Start(metrics: metrics);
+        await PolicyStatus("tm-refused", p => Has(p, ConditionTypes.Ready, ConditionStatus.True), "Ready after the retry");
+
+        Assert.Equal(1, measured.Sum("tscgnat.apply.errors", ("stage", "status")));
+        Assert.Single(measured.Values("tscgnat.reconcile.duration", ("outcome", "failed")));
+        Assert.Equal(1, measured.Sum("tscgnat.status.writes", ("kind", "CgnatAllowPolicy")));
+    }
+
+    [Fact]
+    public async Task Readyz_answers_503_while_the_caches_cannot_list_and_200_once_they_listed_and_every_policy_was_reconciled()
+    {
+        PutPolicy("tm-ready");
+        await Server.StopAsync();
+        var readiness = new Readiness(TimeSpan.FromMinutes(1), requireCachesSynced: true);
+        await using var telemetry = await TelemetryHost.StartAsync(Listening(out var port), readiness, CancellationToken.None);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}/") };
+
+        var op = Start(readiness: readiness);
+        await Task.Delay(TimeSpan.FromSeconds(1)); // lists are failing meanwhile
+        Assert.Equal((HttpStatusCode.ServiceUnavailable, "caches not synced yet\n"), await Get(http, "readyz"));
+        Assert.Equal((HttpStatusCode.OK, "ok\n"), await Get(http, "healthz"));
+
+        await Server.StartAgainAsync();
+        await Eventually(() => Get(http, "readyz").Result.Status == HttpStatusCode.OK, "readyz 200");
+
+        Assert.True(op.PolicyReconciler.EveryPolicyReconciled);
+        Assert.True(op.PolicyReconciler.Reconciles >= 1);
+    }
+
+    [Fact]
+    public async Task A_standby_replica_is_ready_once_its_caches_listed_and_leaves_the_gauges_to_the_leader()
+    {
+        PutPolicy("tm-standby");
+        var leader = Start(Elected("a"));
+        await Eventually(() => leader.IsLeader && leader.Readiness.Ready().Ok, "a leads and is ready");
+        using var metrics = new TsCgnatMetrics();
+        using var measured = new Measured(metrics.Meter);
+        var readiness = new Readiness(TimeSpan.FromMinutes(1), requireCachesSynced: true);
+
+        var standby = Start(Elected("b"), metrics: metrics, readiness: readiness);
+        await Eventually(() => readiness.Ready().Ok, "b ready while standing by");
+
+        Assert.False(standby.IsLeader);
+        Assert.Equal(0L, standby.PolicyReconciler.Reconciles);
+        Assert.Null(measured.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "True")));
+        Assert.Null(measured.Gauge("tscgnat.nodes", ("state", "applied")));
+
+        // The leader's own instance, listened to after the fact: gauges are read at collection, so nothing is missed.
+        using var leaders = new Measured(leader.Metrics.Meter);
+        await Eventually(() => leaders.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "True")) == 1, "the leader reports the policy");
+    }
+
+    private static long Durations(Measured measured, string outcome) => measured.Values("tscgnat.reconcile.duration", ("outcome", outcome)).Count;
+
+    private static TelemetryOptions Listening(out int port)
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        return new TelemetryOptions
+        {
+            ServiceName = "ts-cgnat-operator",
+            Port = port,
+            ListenAddress = IPAddress.Loopback,
+            Settings = new Dictionary<string, string?> { [TelemetryOptions.OtlpEndpointVariable] = "" },
+        };
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body)> Get(HttpClient http, string path)
+    {
+        using var response = await http.GetAsync(new Uri(path, UriKind.Relative));
+        return (response.StatusCode, await response.Content.ReadAsStringAsync());
+    }
+}
+
+/// <summary>
+/// Measurements of one <see cref="TsCgnatMetrics"/> instance, through a <see cref="MeterListener"/> on its own
+/// meter: other tests in this process record on meters of the same name at the same time.
+/// </summary>
+internal sealed class Measured : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private readonly ConcurrentQueue<(string Instrument, double Value, string[] Tags)> _recorded = new();
+    private readonly ConcurrentQueue<(string Instrument, double Value, string[] Tags)> _observed = new();
+
+    public Measured(Meter meter)
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (ReferenceEquals(instrument.Meter, meter))
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Add(instrument, value, tags));
+        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Add(instrument, value, tags));
+        _listener.Start();
+    }
+
+    /// <summary>Every value a counter or histogram recorded with exactly these attributes.</summary>
+    public IReadOnlyList<double> Values(string instrument, params (string Key, string Value)[] tags)
+    {
+        var wanted = Key(tags);
+        return [.. _recorded.Where(m => m.Instrument == instrument && m.Tags.SequenceEqual(wanted)).Select(m => m.Value)];
+    }
+
+    public double Sum(string instrument, params (string Key, string Value)[] tags) => Values(instrument, tags).Sum();
+
+    /// <summary>What an observable gauge reports now with exactly these attributes, or null when it reports no such series.</summary>
+    public double? Gauge(string instrument, params (string Key, string Value)[] tags)
+    {
+        lock (_observed)
+        {
+            _observed.Clear();
+            _listener.RecordObservableInstruments(); // the gauges' callbacks run here, on this thread
+            var wanted = Key(tags);
+            return _observed.Where(m => m.Instrument == instrument && m.Tags.SequenceEqual(wanted)).Select(m => (double?)m.Value).SingleOrDefault();
+        }
+    }
+
+    public void Dispose() => _listener.Dispose();
+
+    private void Add(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
+    {
+        var copy = new string[tags.Length];
+        for (var i = 0; i < tags.Length; i++)
+        {
+            copy[i] = $"{tags[i].Key}={tags[i].Value}";
+        }
+
+        Array.Sort(copy, StringComparer.Ordinal);
+        (instrument.IsObservable ? _observed : _recorded).Enqueue((instrument.Name, value, copy));
+    }
+
+    private static string[] Key((string Key, string Value)[] tags) =>
+        [.. tags.Select(t => $"{t.Key}={t.Value}").Order(StringComparer.Ordinal)];
+}
+
+/// <summary>The finished <c>tscgnat.reconcile</c> spans of one policy.</summary>
+internal sealed class Spans : IDisposable
+{
+    private readonly ActivityListener _listener;
+    private readonly ConcurrentQueue<Activity> _stopped = new();
+
+    public Spans(string policy)
+    {
+        _listener = new ActivityListener
+        {
+            ShouldListenTo = source => source.Name == TsCgnatTracing.SourceName,
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = activity =>
+            {
+                if (Equals(activity.GetTagItem("policy"), policy))
+                {
+                    _stopped.Enqueue(activity);
+                }
+            },
+        };
+        ActivitySource.AddActivityListener(_listener);
+    }
+
+    public IReadOnlyList<Activity> Stopped => [.. _stopped];
+
+    public void Dispose() => _listener.Dispose();
+}
