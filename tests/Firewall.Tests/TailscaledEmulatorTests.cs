@@ -6,27 +6,28 @@ namespace TsCgnat.Firewall.Tests;
 /// The emulator every lab test relies on, checked against the facts (tailscale-netfilter.md section 1.5 and 1.6
 /// listings, lifecycle section 2, the variants) by its own self-test: one named case per lifecycle step, under
 /// each back end it applies to (legacy and nft = tailscaled's iptables runner, nftables = its native runner).
+/// The cases of each back end form their own test collection, so the three back ends run side by side (every
+/// case builds and deletes its own namespace); the native runner's cases are the slowest, one nft transaction
+/// per netlink flush as upstream.
 /// </summary>
-[Collection("netns")]
-public class TailscaledEmulatorTests
+public abstract class TailscaledEmulatorCases
 {
     /// <summary>Exit status of the self-test when this machine cannot run a case (not root, a tool missing).</summary>
     private const int CannotRun = 77;
 
-    public static TheoryData<string, string> Cases()
+    /// <summary>The self-test's cases under one back end.</summary>
+    public static TheoryData<string, string> Cases(string backend)
     {
         var data = new TheoryData<string, string>();
-        foreach (var (step, backend) in ListedCases())
+        foreach (var (step, listedBackend) in TailscaledEmulatorTests.ListedCases().Where(c => c.Backend == backend))
         {
-            data.Add(step, backend);
+            data.Add(step, listedBackend);
         }
 
         return data;
     }
 
-    [SkippableTheory]
-    [MemberData(nameof(Cases))]
-    public void Emulated_tailscaled_matches_the_facts(string step, string backend)
+    protected static void Run(string step, string backend)
     {
         Privileges.RequireNetns();
 
@@ -40,7 +41,50 @@ public class TailscaledEmulatorTests
 
         Assert.True(run.ExitCode == 0, $"emulator case {step} under {backend} exited {run.ExitCode}:\n{run.StdOut}\n{run.StdErr}");
     }
+}
 
+/// <summary>The self-test's cases under iptables-legacy (tailscaled's iptables runner).</summary>
+[Collection("emulator-legacy")]
+public sealed class LegacyEmulatorTests : TailscaledEmulatorCases
+{
+    [SkippableTheory]
+    [MemberData(nameof(Cases), "legacy")]
+    public void Emulated_tailscaled_matches_the_facts(string step, string backend) => Run(step, backend);
+}
+
+/// <summary>The self-test's cases under iptables-nft (tailscaled's iptables runner).</summary>
+[Collection("emulator-nft")]
+public sealed class NftEmulatorTests : TailscaledEmulatorCases
+{
+    [SkippableTheory]
+    [MemberData(nameof(Cases), "nft")]
+    public void Emulated_tailscaled_matches_the_facts(string step, string backend) => Run(step, backend);
+}
+
+/// <summary>The self-test's cases under tailscaled's native nftables runner.</summary>
+[Collection("emulator-nftables")]
+public sealed class NftablesEmulatorTests : TailscaledEmulatorCases
+{
+    [SkippableTheory]
+    [MemberData(nameof(Cases), "nftables")]
+    public void Emulated_tailscaled_matches_the_facts(string step, string backend) => Run(step, backend);
+}
+
+/// <summary>Cases that may run beside the other back ends' cases: each case has its own namespace.</summary>
+[CollectionDefinition("emulator-legacy")]
+public class LegacyEmulatorDefinition;
+
+/// <inheritdoc cref="LegacyEmulatorDefinition"/>
+[CollectionDefinition("emulator-nft")]
+public class NftEmulatorDefinition;
+
+/// <inheritdoc cref="LegacyEmulatorDefinition"/>
+[CollectionDefinition("emulator-nftables")]
+public class NftablesEmulatorDefinition;
+
+/// <summary>The self-test's list itself.</summary>
+public class TailscaledEmulatorTests
+{
     [Fact]
     public void The_self_test_lists_the_lifecycle_cases_for_every_runner()
     {
@@ -61,6 +105,14 @@ public class TailscaledEmulatorTests
     }
 
     [Fact]
+    public void Every_listed_case_runs_under_one_of_the_three_back_ends_so_the_split_by_back_end_drops_none()
+    {
+        var outside = ListedCases().Where(c => c.Backend is not ("legacy" or "nft" or "nftables")).ToList();
+
+        Assert.Empty(outside);
+    }
+
+    [Fact]
     public void The_self_test_refuses_a_case_under_a_back_end_it_does_not_apply_to()
     {
         var run = Sh.Run(Repo.Fixture("tailscaled-emu.test.sh"), "run", "restart-nodivert-with-indirect-reference", "nftables");
@@ -70,7 +122,7 @@ public class TailscaledEmulatorTests
     }
 
     /// <summary>The self-test's own list: one "CASE BACKEND" pair per line.</summary>
-    private static IEnumerable<(string Step, string Backend)> ListedCases()
+    internal static IEnumerable<(string Step, string Backend)> ListedCases()
     {
         var list = Sh.Ok(Repo.Fixture("tailscaled-emu.test.sh"), "list");
         foreach (var line in list.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
