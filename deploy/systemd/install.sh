@@ -33,7 +33,9 @@ else
   echo "installed the sample policy $DESTDIR/etc/ts-cgnat/policy.yaml (Alibaba Cloud, 100.100.0.0/16)"
 fi
 
-if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1; then
+# /run/systemd/system exists only while systemd is PID 1 (sd_booted); elsewhere (a container, a
+# chroot) systemctl would fail and, under set -e, fail the install after the files are in place.
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
 fi
 

@@ -5,13 +5,16 @@
 #   sh deploy/systemd/uninstall.sh --purge    removes /etc/ts-cgnat too
 #
 # Stopping the service leaves the rules in place (fail-static), so the agent's own `cleanup` runs
-# before the binary goes. DESTDIR=/some/root works on that tree instead and skips systemctl; the
-# cleanup then runs the binary found under DESTDIR (tests put a stand-in there).
+# before the binary goes. DESTDIR=/some/root works on that tree instead and skips systemctl and the
+# cleanup: the rules live in this host's kernel, not in the tree, and a packaging run must not strip
+# the build host's firewall. CLEANUP=yes runs the binary found under DESTDIR anyway (tests put a
+# stand-in there); CLEANUP=no skips it on a real host too.
 set -eu
 
 DESTDIR=${DESTDIR:-}
 PREFIX=${PREFIX:-/usr/local}
 purge=no
+if [ -z "$DESTDIR" ]; then CLEANUP=${CLEANUP:-yes}; else CLEANUP=${CLEANUP:-no}; fi
 case "${1:-}" in
   --purge) purge=yes ;;
   "") ;;
@@ -25,11 +28,14 @@ fi
 unit="$DESTDIR/etc/systemd/system/ts-cgnat-agent.service"
 agent="$DESTDIR$PREFIX/bin/ts-cgnat-agent"
 
-if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1 && [ -e "$unit" ]; then
+# /run/systemd/system exists only while systemd is PID 1.
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ] && [ -e "$unit" ]; then
   systemctl disable --now ts-cgnat-agent.service
 fi
 
-if [ -x "$agent" ]; then
+if [ "$CLEANUP" != yes ]; then
+  echo "uninstall.sh: cleanup skipped (DESTDIR or CLEANUP=no); this host's rules were not touched"
+elif [ -x "$agent" ]; then
   # Fails (and stops the uninstall, binary still in place) if a firewall tool fails: run it again
   # once the cause is fixed, rather than leave rules nobody can remove with our tool.
   "$agent" cleanup --state-dir /var/lib/ts-cgnat
@@ -43,7 +49,7 @@ if [ "$purge" = yes ]; then
   rm -rf "$DESTDIR/etc/ts-cgnat"
 fi
 
-if [ -z "$DESTDIR" ] && command -v systemctl >/dev/null 2>&1; then
+if [ -z "$DESTDIR" ] && [ -d /run/systemd/system ]; then
   systemctl daemon-reload
 fi
 echo "ts-cgnat-agent removed$([ "$purge" = yes ] && echo ", policies too" || echo "; policies kept in /etc/ts-cgnat")"

@@ -82,7 +82,7 @@ public sealed class HostPackageTests : IDisposable
         Directory.CreateDirectory(InRoot("var/lib/ts-cgnat"));
         File.WriteAllText(InRoot("var/lib/ts-cgnat/applied-state.json"), "{}");
 
-        var result = Run("uninstall.sh");
+        var result = Run("uninstall.sh", ("CLEANUP", "yes"));
 
         Assert.Equal(0, result.ExitCode);
         Assert.Equal(["cleanup --state-dir /var/lib/ts-cgnat"], File.ReadAllLines(Path.Combine(work, "calls")));
@@ -90,6 +90,19 @@ public sealed class HostPackageTests : IDisposable
         Assert.False(File.Exists(InRoot("etc/systemd/system/ts-cgnat-agent.service")));
         Assert.False(Directory.Exists(InRoot("var/lib/ts-cgnat")));
         Assert.True(File.Exists(InRoot("etc/ts-cgnat/policy.yaml")));
+    }
+
+    [Fact]
+    public void Uninstall_into_a_tree_leaves_this_hosts_firewall_alone_unless_cleanup_is_asked_for()
+    {
+        Assert.Equal(0, Run("install.sh", standIn).ExitCode);
+
+        var result = Run("uninstall.sh");
+
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("cleanup skipped (DESTDIR or CLEANUP=no); this host's rules were not touched", result.Output, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(work, "calls")), "the agent was called");
+        Assert.False(File.Exists(InRoot("usr/local/bin/ts-cgnat-agent")));
     }
 
     [Fact]
@@ -109,7 +122,7 @@ public sealed class HostPackageTests : IDisposable
         Assert.Equal(0, Run("install.sh", standIn).ExitCode);
         File.WriteAllText(InRoot("usr/local/bin/ts-cgnat-agent"), "#!/bin/sh\necho 'iptables-restore: lock held' >&2\nexit 1\n");
 
-        var result = Run("uninstall.sh");
+        var result = Run("uninstall.sh", ("CLEANUP", "yes"));
 
         Assert.Equal(1, result.ExitCode);
         Assert.True(File.Exists(InRoot("usr/local/bin/ts-cgnat-agent")));
