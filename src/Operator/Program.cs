@@ -111,6 +111,7 @@ internal static class Program
         KubernetesClientConfiguration configuration;
         try
         {
+            KubeJson.Use(Api.KubernetesClientJsonContext.Default); // our kinds without reflection (NativeAOT)
             configuration = KubeConfig.Load(kubeconfigPath);
         }
         catch (Exception e) when (e is KubeConfigException or IOException or UnauthorizedAccessException)

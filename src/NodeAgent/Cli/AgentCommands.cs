@@ -289,6 +289,7 @@ public static class AgentCommands
 
             try
             {
+                Kube.KubeJson.Use(KubernetesClientJsonContext.Default); // our kinds without reflection (NativeAOT)
                 kubeconfig = Kube.KubeConfig.Load();
             }
             catch (Exception e) when (e is KubeConfigException or IOException or UnauthorizedAccessException)
