@@ -13,9 +13,24 @@ before=$(leftovers)
 dotnet build TsCgnatOperator.sln -c Release -nologo -v quiet -warnaserror || { echo "build failed"; exit 1; }
 
 log=$(mktemp)
-# One test assembly at a time: the kernel tests share the xtables lock and the two cores.
-dotnet test TsCgnatOperator.sln -c Release --no-build -nologo -m:1 -- RunConfiguration.MaxCpuCount=1 2>&1 | tee "$log"
+results=$(mktemp -d)
+# One test assembly at a time: the kernel tests share the xtables lock and the two cores (inside an
+# assembly, the lab collections of the three tailscaled runners run side by side; see their
+# xunit.runner.json).
+dotnet test TsCgnatOperator.sln -c Release --no-build -nologo -m:1 --results-directory "$results" \
+  --logger "trx" -- RunConfiguration.MaxCpuCount=1 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+
+# The slowest tests, from the TRX files (duration="HH:MM:SS.fffffff"), so a slow CI run says where
+# its time went.
+echo
+echo "slowest tests:"
+cat "$results"/*.trx 2>/dev/null \
+  | grep -o '<UnitTestResult [^>]*' \
+  | sed -nE 's/.*testName="([^"]*)".*duration="([0-9]+):([0-9]+):([0-9]+)\.[0-9]*".*/\2 \3 \4 \1/p' \
+  | awk '{ s = $1 * 3600 + $2 * 60 + $3; $1 = $2 = $3 = ""; printf "%6d s %s\n", s, substr($0, 4) }' \
+  | sort -rn | head -15
+rm -rf "$results"
 
 sum() { grep -oE "$1: +[0-9]+" "$log" | awk '{s += $2} END {print s + 0}'; }
 passed=$(sum Passed); failed=$(sum Failed); skipped=$(sum Skipped)

@@ -6,9 +6,8 @@ namespace TsCgnat.Firewall.Tests;
 /// The emulator every lab test relies on, checked against the facts (tailscale-netfilter.md section 1.5 and 1.6
 /// listings, lifecycle section 2, the variants) by its own self-test: one named case per lifecycle step, under
 /// each back end it applies to (legacy and nft = tailscaled's iptables runner, nftables = its native runner).
-/// The cases of each back end form their own test collection, so the three back ends run side by side (every
-/// case builds and deletes its own namespace); the native runner's cases are the slowest, one nft transaction
-/// per netlink flush as upstream.
+/// One class per back end, so that a run can pick one by name; all stay in the serial "netns" collection (side by
+/// side on two cores they were not faster: the emulator is bound by process starts on the CPU).
 /// </summary>
 public abstract class TailscaledEmulatorCases
 {
@@ -44,7 +43,7 @@ public abstract class TailscaledEmulatorCases
 }
 
 /// <summary>The self-test's cases under iptables-legacy (tailscaled's iptables runner).</summary>
-[Collection("emulator-legacy")]
+[Collection("netns")]
 public sealed class LegacyEmulatorTests : TailscaledEmulatorCases
 {
     [SkippableTheory]
@@ -53,7 +52,7 @@ public sealed class LegacyEmulatorTests : TailscaledEmulatorCases
 }
 
 /// <summary>The self-test's cases under iptables-nft (tailscaled's iptables runner).</summary>
-[Collection("emulator-nft")]
+[Collection("netns")]
 public sealed class NftEmulatorTests : TailscaledEmulatorCases
 {
     [SkippableTheory]
@@ -62,25 +61,13 @@ public sealed class NftEmulatorTests : TailscaledEmulatorCases
 }
 
 /// <summary>The self-test's cases under tailscaled's native nftables runner.</summary>
-[Collection("emulator-nftables")]
+[Collection("netns")]
 public sealed class NftablesEmulatorTests : TailscaledEmulatorCases
 {
     [SkippableTheory]
     [MemberData(nameof(Cases), "nftables")]
     public void Emulated_tailscaled_matches_the_facts(string step, string backend) => Run(step, backend);
 }
-
-/// <summary>Cases that may run beside the other back ends' cases: each case has its own namespace.</summary>
-[CollectionDefinition("emulator-legacy")]
-public class LegacyEmulatorDefinition;
-
-/// <inheritdoc cref="LegacyEmulatorDefinition"/>
-[CollectionDefinition("emulator-nft")]
-public class NftEmulatorDefinition;
-
-/// <inheritdoc cref="LegacyEmulatorDefinition"/>
-[CollectionDefinition("emulator-nftables")]
-public class NftablesEmulatorDefinition;
 
 /// <summary>The self-test's list itself.</summary>
 public class TailscaledEmulatorTests

@@ -16,6 +16,17 @@ public sealed class AppliedStateCacheTests : IDisposable
         [new SourceExemption(IPNetwork.Parse("100.100.0.0/16"), ["eth0"])], [IPNetwork.Parse("100.64.0.0/24")]);
 
     [Fact]
+    public void Deleting_when_the_state_directory_does_not_exist_is_nothing_to_do()
+    {
+        var cache = new AppliedStateCache(Path.Combine(_dir.Path, "never-created"));
+
+        var error = Record.Exception(cache.Delete);
+
+        Assert.Null(error);
+        Assert.False(Directory.Exists(Path.Combine(_dir.Path, "never-created")));
+    }
+
+    [Fact]
     public void What_is_saved_comes_back_the_same_and_the_file_is_private()
     {
         var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));

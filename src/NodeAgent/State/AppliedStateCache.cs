@@ -125,8 +125,16 @@ public sealed class AppliedStateCache(string stateDirectory)
         File.Move(temp, Path, overwrite: true);
     }
 
+    /// <summary>Removes the cache and a temp file a crash may have left; nothing to do when the state directory
+    /// itself is missing (File.Delete throws for a missing directory, which made <c>cleanup</c> fail after it had
+    /// already removed the rules).</summary>
     public void Delete()
     {
+        if (!Directory.Exists(System.IO.Path.GetDirectoryName(Path)))
+        {
+            return;
+        }
+
         File.Delete(Path);
         File.Delete(Path + ".tmp");
     }
