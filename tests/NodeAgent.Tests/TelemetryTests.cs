@@ -113,7 +113,12 @@ public sealed class AgentTelemetryOnHostTests : IDisposable
         using var measured = new Measured(metrics.Meter);
         var readiness = new Readiness(TimeSpan.FromMinutes(3));
         var repairs = new RepairStats();
-        var loop = AgentLoops.Create(ns.Runner, [_dir.File("seed.yaml", Policies.Seed)], _dir.Sub("state"), "node-a", metrics, readiness, repairs);
+        // The policy file in a directory of its own: the policy watcher covers the file's directory and its
+        // subdirectories, and a state directory in there would turn each cache write into a policy re-read, which
+        // then does the repair below under its own cause (seen in CI: the test flaked that way).
+        var policyFile = Path.Combine(_dir.Sub("policies"), "seed.yaml");
+        File.WriteAllText(policyFile, Policies.Seed);
+        var loop = AgentLoops.Create(ns.Runner, [policyFile], _dir.Sub("state"), "node-a", metrics, readiness, repairs);
         Assert.Equal(new HealthState(false, "first reconcile not done yet"), readiness.Ready());
 
         await loop.StartAsync(CancellationToken.None);
