@@ -339,7 +339,7 @@ public static class AgentCommands
         }
         else
         {
-            builder.Services.AddSingleton<IPolicySource>(sp => new PolicyFileSource(paths, sp.GetRequiredService<ILogger<PolicyFileSource>>()));
+            builder.Services.AddSingleton<IPolicySource>(sp => new PolicyFileSource(paths, sp.GetRequiredService<ILogger<PolicyFileSource>>(), parse.GetValue(StateDir)));
         }
 
         builder.Services.AddHostedService<AgentLoop>();

@@ -9,9 +9,11 @@ namespace TsCgnat.NodeAgent.HostMode;
 /// Host mode's policies: the policy files. A file watcher and SIGHUP say "look again"; a timer resync re-reads
 /// the files only when one changed (size, time or the set of files), so an idle pass costs a few stat calls
 /// instead of parsing every policy again, and a missed watcher event is still caught. A bad edit keeps the
-/// last good policies in force.
+/// last good policies in force. Changes under <paramref name="stateDirectory"/> are not policy changes: the
+/// watcher covers the policy directories with their subdirectories, and without this a state directory kept
+/// among the policies would turn each write of our own cache into another pass (under the wrong cause).
 /// </summary>
-public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<PolicyFileSource> logger) : IPolicySource
+public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<PolicyFileSource> logger, string? stateDirectory = null) : IPolicySource
 {
     private static readonly TimeSpan FileSettle = TimeSpan.FromMilliseconds(200);
     private IReadOnlyList<ValidatedPolicy>? _lastGood;
@@ -30,7 +32,14 @@ public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<Policy
             context.Cancel = true; // SIGHUP means "read the files again", not "terminate"
             changed(Causes.Hangup);
         });
-        var watchers = new WatcherSet(WatchedDirectories(paths), () => changed(Causes.PolicyChanged));
+        var ignored = stateDirectory is null ? null : Path.TrimEndingDirectorySeparator(Path.GetFullPath(stateDirectory)) + Path.DirectorySeparatorChar;
+        var watchers = new WatcherSet(WatchedDirectories(paths), path =>
+        {
+            if (ignored is null || !(path + Path.DirectorySeparatorChar).StartsWith(ignored, StringComparison.Ordinal))
+            {
+                changed(Causes.PolicyChanged);
+            }
+        });
         return new Inputs(hangup, watchers);
     }
 
@@ -94,7 +103,7 @@ public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<Policy
     {
         private readonly List<FileSystemWatcher> _watchers = [];
 
-        public WatcherSet(IEnumerable<string> directories, Action changed)
+        public WatcherSet(IEnumerable<string> directories, Action<string> changed)
         {
             foreach (var directory in directories)
             {
@@ -103,10 +112,10 @@ public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<Policy
                     NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.DirectoryName,
                     IncludeSubdirectories = true, // a ConfigMap mount swaps its ..data directory
                 };
-                watcher.Changed += (_, _) => changed();
-                watcher.Created += (_, _) => changed();
-                watcher.Deleted += (_, _) => changed();
-                watcher.Renamed += (_, _) => changed();
+                watcher.Changed += (_, e) => changed(e.FullPath);
+                watcher.Created += (_, e) => changed(e.FullPath);
+                watcher.Deleted += (_, e) => changed(e.FullPath);
+                watcher.Renamed += (_, e) => changed(e.FullPath);
                 watcher.EnableRaisingEvents = true;
                 _watchers.Add(watcher);
             }
