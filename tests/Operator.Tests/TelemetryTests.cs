@@ -1,10 +1,8 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using TsCgnat.Api;
 using TsCgnat.Telemetry;
+using TsCgnat.TestSupport;
 
 namespace TsCgnat.Operator.Tests;
 
@@ -34,7 +32,7 @@ public class TelemetryTests : OnApiServer
         PutPolicy("tm-bad", cidr: "10.0.0.0/8");
         using var metrics = new TsCgnatMetrics();
         using var measured = new Measured(metrics.Meter);
-        using var spans = new Spans("tm-good");
+        using var spans = new Spans("policy", "tm-good");
 
         var op = Start(metrics: metrics);
         await PolicyStatus("tm-good", p => Has(p, ConditionTypes.Degraded, ConditionStatus.True, PolicyReasons.ApplyFailed), "Degraded by n2");
@@ -148,95 +146,4 @@ public class TelemetryTests : OnApiServer
         using var response = await http.GetAsync(new Uri(path, UriKind.Relative));
         return (response.StatusCode, await response.Content.ReadAsStringAsync());
     }
-}
-
-/// <summary>
-/// Measurements of one <see cref="TsCgnatMetrics"/> instance, through a <see cref="MeterListener"/> on its own
-/// meter: other tests in this process record on meters of the same name at the same time.
-/// </summary>
-internal sealed class Measured : IDisposable
-{
-    private readonly MeterListener _listener = new();
-    private readonly ConcurrentQueue<(string Instrument, double Value, string[] Tags)> _recorded = new();
-    private readonly ConcurrentQueue<(string Instrument, double Value, string[] Tags)> _observed = new();
-
-    public Measured(Meter meter)
-    {
-        _listener.InstrumentPublished = (instrument, listener) =>
-        {
-            if (ReferenceEquals(instrument.Meter, meter))
-            {
-                listener.EnableMeasurementEvents(instrument);
-            }
-        };
-        _listener.SetMeasurementEventCallback<long>((instrument, value, tags, _) => Add(instrument, value, tags));
-        _listener.SetMeasurementEventCallback<double>((instrument, value, tags, _) => Add(instrument, value, tags));
-        _listener.Start();
-    }
-
-    /// <summary>Every value a counter or histogram recorded with exactly these attributes.</summary>
-    public IReadOnlyList<double> Values(string instrument, params (string Key, string Value)[] tags)
-    {
-        var wanted = Key(tags);
-        return [.. _recorded.Where(m => m.Instrument == instrument && m.Tags.SequenceEqual(wanted)).Select(m => m.Value)];
-    }
-
-    public double Sum(string instrument, params (string Key, string Value)[] tags) => Values(instrument, tags).Sum();
-
-    /// <summary>What an observable gauge reports now with exactly these attributes, or null when it reports no such series.</summary>
-    public double? Gauge(string instrument, params (string Key, string Value)[] tags)
-    {
-        lock (_observed)
-        {
-            _observed.Clear();
-            _listener.RecordObservableInstruments(); // the gauges' callbacks run here, on this thread
-            var wanted = Key(tags);
-            return _observed.Where(m => m.Instrument == instrument && m.Tags.SequenceEqual(wanted)).Select(m => (double?)m.Value).SingleOrDefault();
-        }
-    }
-
-    public void Dispose() => _listener.Dispose();
-
-    private void Add(Instrument instrument, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
-    {
-        var copy = new string[tags.Length];
-        for (var i = 0; i < tags.Length; i++)
-        {
-            copy[i] = $"{tags[i].Key}={tags[i].Value}";
-        }
-
-        Array.Sort(copy, StringComparer.Ordinal);
-        (instrument.IsObservable ? _observed : _recorded).Enqueue((instrument.Name, value, copy));
-    }
-
-    private static string[] Key((string Key, string Value)[] tags) =>
-        [.. tags.Select(t => $"{t.Key}={t.Value}").Order(StringComparer.Ordinal)];
-}
-
-/// <summary>The finished <c>tscgnat.reconcile</c> spans of one policy.</summary>
-internal sealed class Spans : IDisposable
-{
-    private readonly ActivityListener _listener;
-    private readonly ConcurrentQueue<Activity> _stopped = new();
-
-    public Spans(string policy)
-    {
-        _listener = new ActivityListener
-        {
-            ShouldListenTo = source => source.Name == TsCgnatTracing.SourceName,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-            ActivityStopped = activity =>
-            {
-                if (Equals(activity.GetTagItem("policy"), policy))
-                {
-                    _stopped.Enqueue(activity);
-                }
-            },
-        };
-        ActivitySource.AddActivityListener(_listener);
-    }
-
-    public IReadOnlyList<Activity> Stopped => [.. _stopped];
-
-    public void Dispose() => _listener.Dispose();
 }
