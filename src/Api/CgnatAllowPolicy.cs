@@ -30,7 +30,6 @@ public sealed class CgnatAllowPolicy : IKubernetesObject<V1ObjectMeta>, ISpec<Cg
     public string Kind { get; set; } = KindName;
 
     [JsonPropertyName("metadata")]
-    [Description(StandardDescriptions.Metadata)]
     public V1ObjectMeta Metadata { get; set; } = new();
 
     [JsonPropertyName("spec")]

@@ -35,7 +35,6 @@ public sealed class CgnatNodeState : IKubernetesObject<V1ObjectMeta>, ISpec<Cgna
     public string Kind { get; set; } = KindName;
 
     [JsonPropertyName("metadata")]
-    [Description(StandardDescriptions.Metadata)]
     public V1ObjectMeta Metadata { get; set; } = new();
 
     [JsonPropertyName("spec")]

@@ -109,8 +109,9 @@ public partial class CrdSchemaTests
     [MemberData(nameof(Kinds))]
     public void Every_field_and_the_object_itself_has_a_description_for_kubectl_explain(string kind)
     {
+        // metadata is the exception: the API server refuses a description there and explains ObjectMeta itself.
         var missing = Walk(Root(Crd(kind)), "")
-            .Where(f => f.IsField && string.IsNullOrWhiteSpace(f.Schema.Description))
+            .Where(f => f.IsField && f.Path != ".metadata" && string.IsNullOrWhiteSpace(f.Schema.Description))
             .Select(f => f.Path)
             .ToList();
 
@@ -138,6 +139,7 @@ public partial class CrdSchemaTests
 
         Assert.Equal("object", metadata.Type);
         Assert.Null(metadata.Properties);
+        Assert.Null(metadata.Description); // kube-apiserver v1.36: "must not specify anything other than name and generateName"
     }
 
     [Theory]

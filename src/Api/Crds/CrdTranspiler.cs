@@ -84,6 +84,14 @@ public static class CrdTranspiler
     private static V1JSONSchemaProps Schema(JsonTypeInfo info, string? description)
     {
         var type = Nullable.GetUnderlyingType(info.Type) ?? info.Type;
+        if (type == typeof(V1ObjectMeta))
+        {
+            // The API server refuses a CRD whose metadata schema says anything but `type: object` (or
+            // restricts more than name and generateName), a description included: "must not specify
+            // anything other than name and generateName". Seen on kube-apiserver v1.36 (issue 9).
+            return KnownSchemas.ObjectMeta();
+        }
+
         if (KnownSchemas.For(type) is { } known)
         {
             known.Description = description ?? known.Description;

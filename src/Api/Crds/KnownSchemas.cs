@@ -13,9 +13,11 @@ namespace TsCgnat.Api.Crds;
 /// </remarks>
 internal static class KnownSchemas
 {
+    /// <summary><c>metadata</c>: a bare object, never with a description (see the remarks).</summary>
+    public static V1JSONSchemaProps ObjectMeta() => new() { Type = "object" };
+
     public static V1JSONSchemaProps? For(Type type) =>
-        type == typeof(V1ObjectMeta) ? new V1JSONSchemaProps { Type = "object" }
-        : type == typeof(V1LabelSelector) ? LabelSelector()
+        type == typeof(V1LabelSelector) ? LabelSelector()
         : type == typeof(V1Condition) ? Condition()
         : null;
 

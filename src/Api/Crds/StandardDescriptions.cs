@@ -8,6 +8,4 @@ internal static class StandardDescriptions
 
     public const string Kind = "Kind is a string value representing the REST resource this object represents. "
         + "Servers may infer this from the endpoint the client submits requests to. In CamelCase.";
-
-    public const string Metadata = "Standard object metadata.";
 }
