@@ -7,6 +7,13 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+# The real kube-apiserver and etcd of the Kubernetes tests (tests/KubeApiServer): .ci/run sets the directory; a
+# checkout beside this workplace's shared/ finds them there; elsewhere point it at `setup-envtest use 1.36 -p path`.
+if [ -z "${TSCGNAT_KUBE_ASSETS:-}" ] && [ -x "$ROOT/../shared/k8s/kube-apiserver" ]; then
+  TSCGNAT_KUBE_ASSETS=$(cd "$ROOT/../shared/k8s" && pwd)
+  export TSCGNAT_KUBE_ASSETS
+fi
+
 leftovers() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(tsc|tsl|tsemu|demo)' || true; }
 before=$(leftovers)
 
@@ -35,6 +42,15 @@ rm -rf "$results"
 sum() { grep -oE "$1: +[0-9]+" "$log" | awk '{s += $2} END {print s + 0}'; }
 passed=$(sum Passed); failed=$(sum Failed); skipped=$(sum Skipped)
 rm -f "$log"
+
+# Every API server a test assembly started is stopped by its watchdog once the test process is gone (a few
+# seconds for kube-apiserver to drain): wait for that, then count what is left.
+kube_left() { pgrep -f 'tscgnat-kube-[A-Za-z0-9]+/' >/dev/null || ls -d /tmp/tscgnat-kube-* >/dev/null 2>&1; }
+for _ in $(seq 60); do kube_left || break; sleep 0.5; done
+if kube_left; then
+  echo "tests left an etcd, a kube-apiserver or their directory behind:"; pgrep -af 'tscgnat-kube-' ; ls -d /tmp/tscgnat-kube-* 2>/dev/null
+  status=1
+fi
 
 after=$(leftovers)
 if [ "$after" != "$before" ]; then
