@@ -29,23 +29,16 @@ internal enum ActionKind
 internal sealed record TemplateAction(int Start, int Length, int Line, string Body, bool TrimLeft, bool TrimRight, ActionKind Kind, string Keyword);
 
 /// <summary>
-/// Just enough of Go's text/template to check a Helm chart without helm (which cannot be installed
-/// here): split a template into text and actions, check that actions and blocks are balanced, and
-/// render a stub in which every action is replaced by a placeholder scalar, so that the YAML around
-/// the actions can be parsed. Hand-written because no served package reads Go templates.
+/// Just enough of Go's text/template to read what a template asks of values.yaml: split a template into
+/// text and actions, check that actions and blocks are balanced, and list the <c>.Values</c> paths the
+/// actions read (ValuesTests holds them against values.yaml and its schema, which helm itself does not
+/// check). Rendering is real helm's (<see cref="HelmTemplate"/>). Hand-written because no served package
+/// reads Go templates.
 /// </summary>
 internal sealed partial class GoTemplate
 {
-    /// <summary>The placeholder an action that prints something becomes.</summary>
-    public const string Placeholder = "stub";
-
-    private const string LineMarker = "\u0001TPL\u0001";
-
-    private readonly string text;
-
-    private GoTemplate(string text, IReadOnlyList<TemplateAction> actions, IReadOnlyList<string> problems)
+    private GoTemplate(IReadOnlyList<TemplateAction> actions, IReadOnlyList<string> problems)
     {
-        this.text = text;
         Actions = actions;
         Problems = problems;
     }
@@ -86,7 +79,7 @@ internal sealed partial class GoTemplate
         }
 
         CheckBlocks(actions, problems);
-        return new GoTemplate(text, actions, problems);
+        return new GoTemplate(actions, problems);
     }
 
     /// <summary>
@@ -97,148 +90,6 @@ internal sealed partial class GoTemplate
         Actions.Where(a => a.Kind != ActionKind.Comment)
             .SelectMany(a => ValuesPathPattern().Matches(a.Body).Select(m => m.Groups[1].Value[1..]))
             .ToHashSet(StringComparer.Ordinal);
-
-    /// <summary>
-    /// The template with each action rendered as helm would shape it, but with placeholder values:
-    /// trim markers applied, control actions printing nothing, the first branch of every
-    /// if/else kept (so keys are not doubled), range and with bodies rendered once, define bodies
-    /// dropped. An action piped into <c>nindent N</c> (a block of YAML) becomes one placeholder
-    /// entry at indentation N: a sequence item among sequence items, otherwise a mapping entry.
-    /// </summary>
-    public string Stub()
-    {
-        if (Problems.Count > 0)
-        {
-            throw new InvalidOperationException("cannot stub an unbalanced template: " + string.Join("; ", Problems));
-        }
-
-        var output = new StringBuilder();
-        var skipping = new Stack<bool>(); // per open block: are we inside a branch that is not rendered?
-        var trimNext = false;
-        var at = 0;
-        foreach (var action in Actions)
-        {
-            var isSkipping = skipping.Count > 0 && skipping.Peek();
-            var before = text[at..action.Start];
-            if (trimNext)
-            {
-                before = before.TrimStart();
-            }
-
-            if (!isSkipping)
-            {
-                output.Append(before);
-                if (action.TrimLeft)
-                {
-                    TrimEnd(output);
-                }
-            }
-
-            switch (action.Kind)
-            {
-                case ActionKind.Open:
-                    skipping.Push(isSkipping || action.Keyword == "define");
-                    break;
-                case ActionKind.Else:
-                    skipping.Pop();
-                    skipping.Push(true);
-                    break;
-                case ActionKind.End:
-                    skipping.Pop();
-                    break;
-                case ActionKind.Output when !isSkipping:
-                    output.Append(Render(action));
-                    break;
-                default:
-                    break;
-            }
-
-            trimNext = action.TrimRight;
-            at = action.Start + action.Length;
-        }
-
-        var rest = text[at..];
-        output.Append(trimNext ? rest.TrimStart() : rest);
-        return ShapeBlockPlaceholders(output.ToString());
-    }
-
-    private static string Render(TemplateAction action)
-    {
-        var nindent = NindentPattern().Match(action.Body);
-        if (nindent.Success)
-        {
-            return "\n" + new string(' ', int.Parse(nindent.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)) + LineMarker;
-        }
-
-        var indent = IndentPattern().Match(action.Body);
-        return indent.Success
-            ? new string(' ', int.Parse(indent.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)) + LineMarker
-            : Placeholder;
-    }
-
-    private static string ShapeBlockPlaceholders(string rendered)
-    {
-        var lines = rendered.Split('\n');
-        var entry = 0;
-        for (var i = 0; i < lines.Length; i++)
-        {
-            var trimmed = lines[i].TrimStart(' ');
-            if (trimmed != LineMarker)
-            {
-                continue;
-            }
-
-            var indent = lines[i].Length - trimmed.Length;
-            var pad = new string(' ', indent);
-            lines[i] = IsSequenceItemAt(lines, i, indent)
-                ? $"{pad}- {Placeholder}"
-                : $"{pad}__{Placeholder}{entry++}__: {Placeholder}";
-        }
-
-        return string.Join('\n', lines);
-    }
-
-    /// <summary>Whether the nearest sibling at the same indentation, after or before, is a sequence item.</summary>
-    private static bool IsSequenceItemAt(string[] lines, int index, int indent)
-    {
-        foreach (var step in new[] { 1, -1 })
-        {
-            for (var j = index + step; j >= 0 && j < lines.Length; j += step)
-            {
-                var trimmed = lines[j].TrimStart(' ');
-                if (trimmed.Length == 0 || trimmed == LineMarker || trimmed.StartsWith('#'))
-                {
-                    continue;
-                }
-
-                var lineIndent = lines[j].Length - trimmed.Length;
-                if (lineIndent > indent)
-                {
-                    continue; // inside a sibling entry
-                }
-
-                if (lineIndent == indent && (trimmed == "-" || trimmed.StartsWith("- ", StringComparison.Ordinal)))
-                {
-                    return true;
-                }
-
-                break;
-            }
-        }
-
-        return false;
-    }
-
-    private static void TrimEnd(StringBuilder builder)
-    {
-        var end = builder.Length;
-        while (end > 0 && char.IsWhiteSpace(builder[end - 1]))
-        {
-            end--;
-        }
-
-        builder.Length = end;
-    }
 
     private static void CheckBlocks(List<TemplateAction> actions, List<string> problems)
     {
@@ -352,12 +203,6 @@ internal sealed partial class GoTemplate
 
     [GeneratedRegex(@"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")]
     private static partial Regex ValuesPathPattern();
-
-    [GeneratedRegex(@"\|\s*nindent\s+(\d+)\s*$")]
-    private static partial Regex NindentPattern();
-
-    [GeneratedRegex(@"\|\s*indent\s+(\d+)\s*$")]
-    private static partial Regex IndentPattern();
 
     [GeneratedRegex(@"^[A-Za-z]+")]
     private static partial Regex KeywordPattern();

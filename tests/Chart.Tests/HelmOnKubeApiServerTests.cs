@@ -17,19 +17,6 @@ public sealed class KubeApiServerCollectionDefinition;
 [Collection(SharedKubeApiServer.Collection)]
 public sealed class HelmOnKubeApiServerTests(ITestOutputHelper output)
 {
-    /// <summary>Every optional part of the chart switched on (and the ones on by default left on).</summary>
-    private static readonly string[] EverythingOn =
-    [
-        "--set", "metrics.serviceMonitor.enabled=true",
-        "--set", "metrics.serviceMonitor.labels.release=prometheus",
-        "--set", "otel.endpoint=http://otel-collector.observability:4317",
-        "--set", "otel.headersSecret.name=otlp-headers",
-        "--set", "otel.resourceAttributes=deployment.environment=test",
-        "--set", "imagePullSecrets[0].name=registry",
-        "--set", "operator.priorityClassName=system-cluster-critical",
-        "--set", "operator.image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-    ];
-
     [SkippableFact]
     public void Helm_lint_strict_passes()
     {
@@ -42,7 +29,7 @@ public sealed class HelmOnKubeApiServerTests(ITestOutputHelper output)
     [SkippableFact]
     public void Helm_template_renders_every_optional_part()
     {
-        var rendered = Sh.Ok(KubeTools.Helm, ["template", "ts-cgnat", ChartPaths.Chart, "--namespace", "ts-cgnat", "--kube-version", "1.36.0", .. EverythingOn]);
+        var rendered = HelmTemplate.Render(HelmTemplate.EverythingOn);
 
         var kinds = Kinds(rendered);
         foreach (var kind in new[] { "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "PodDisruptionBudget", "DaemonSet", "Deployment", "Service" })
@@ -73,7 +60,7 @@ public sealed class HelmOnKubeApiServerTests(ITestOutputHelper output)
         Kubectl("create", "namespace", ns);
         try
         {
-            var installed = Helm(["install", release, ChartPaths.Chart, "--namespace", ns, .. EverythingOn]);
+            var installed = Helm(["install", release, ChartPaths.Chart, "--namespace", ns, .. HelmTemplate.EverythingOn]);
             output.WriteLine(installed);
             Assert.Contains("STATUS: deployed", installed, StringComparison.Ordinal);
 

@@ -1,13 +1,25 @@
+using TsCgnat.KubeApiServer;
 using YamlDotNet.RepresentationModel;
 
 namespace TsCgnat.Chart.Tests;
 
-/// <summary>The chart's manifests rendered by the stub renderer and parsed, for structural checks.</summary>
+/// <summary>
+/// The chart's manifests rendered by real helm with every optional part on (<see cref="HelmTemplate.EverythingOn"/>)
+/// and parsed, for structural checks; each document with the template it came from. Tests that use it are
+/// [SkippableFact]s: without helm they skip outside CI and fail under CI=true.
+/// </summary>
 internal static class Rendered
 {
-    public static readonly IReadOnlyList<(string Template, YamlNode Document)> All =
-        [.. ChartPaths.ManifestNames().SelectMany(name =>
-            Yaml.Documents(GoTemplate.Parse(ChartPaths.ReadTemplate(name)).Stub()).Select(doc => (name, doc)))];
+    private static readonly Lazy<IReadOnlyList<(string Template, YamlNode Document)>> Documents = new(Render);
+
+    public static IReadOnlyList<(string Template, YamlNode Document)> All
+    {
+        get
+        {
+            _ = KubeTools.Helm; // skips (outside CI) or fails here, inside the test, when helm is missing
+            return Documents.Value;
+        }
+    }
 
     public static YamlNode Single(string kind, string nameSuffix) =>
         All.Select(x => x.Document)
@@ -15,4 +27,13 @@ internal static class Rendered
 
     public static IEnumerable<YamlNode> OfKind(params string[] kinds) =>
         All.Select(x => x.Document).Where(d => kinds.Contains(Yaml.Text(d, "kind")));
+
+    /// <summary>helm prints "# Source: CHART/templates/NAME" above each document.</summary>
+    private static List<(string Template, YamlNode Document)> Render() =>
+    [
+        .. HelmTemplate.Render(HelmTemplate.EverythingOn).Split("\n---", StringSplitOptions.RemoveEmptyEntries)
+            .Select(text => (Source: text.Split('\n').FirstOrDefault(l => l.StartsWith("# Source: ", StringComparison.Ordinal)), Text: text))
+            .Where(d => d.Source is not null)
+            .SelectMany(d => Yaml.Documents(d.Text).Select(doc => (Path.GetFileName(d.Source!), doc))),
+    ];
 }
