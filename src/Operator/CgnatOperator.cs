@@ -239,12 +239,15 @@ public sealed class CgnatOperator : IDisposable
         if (leading)
         {
             Metrics.SetPolicyConditions(ClusterGauges.Policies(Policies.List()));
-            Metrics.SetNodes(ClusterGauges.Nodes(States.List(), name => Nodes.Get(name) is not null));
+            var states = States.List();
+            Metrics.SetNodes(ClusterGauges.Nodes(states, Nodes.List(), Policies.List()));
+            Metrics.SetNodeConditions(ClusterGauges.NodeConditions(states, name => Nodes.Get(name) is not null));
         }
         else
         {
             Metrics.SetPolicyConditions([]);
             Metrics.SetNodes([]);
+            Metrics.SetNodeConditions([]);
         }
 
         SettleReadiness();
