@@ -238,9 +238,11 @@ public sealed class CgnatOperator : IDisposable
     {
         if (leading)
         {
-            Metrics.SetPolicyConditions(ClusterGauges.Policies(Policies.List()));
+            var policies = Policies.List();
+            Metrics.SetPolicyConditions(ClusterGauges.Policies(policies));
+            Metrics.SetPolicyNodes(ClusterGauges.PolicyNodes(policies));
             var states = States.List();
-            Metrics.SetNodes(ClusterGauges.Nodes(states, Nodes.List(), Policies.List()));
+            Metrics.SetNodes(ClusterGauges.Nodes(states, Nodes.List(), policies));
             Metrics.SetNodeConditions(ClusterGauges.NodeConditions(states, name => Nodes.Get(name) is not null));
         }
         else
@@ -248,6 +250,7 @@ public sealed class CgnatOperator : IDisposable
             Metrics.SetPolicyConditions([]);
             Metrics.SetNodes([]);
             Metrics.SetNodeConditions([]);
+            Metrics.SetPolicyNodes([]);
         }
 
         SettleReadiness();

@@ -99,6 +99,25 @@ public static class ClusterGauges
             .Select(c => (c.Type, c.Status)));
     }
 
+    /// <summary>
+    /// Each policy's NODES column as series (target, applied, failed), from the status the operator last wrote; a
+    /// policy without a status yet reports nothing. One series per policy and state: policies are few (tens), unlike
+    /// nodes, whose names never become labels.
+    /// </summary>
+    public static IReadOnlyList<PolicyNodeCount> PolicyNodes(IEnumerable<CgnatAllowPolicy> policies)
+    {
+        ArgumentNullException.ThrowIfNull(policies);
+        return [.. policies
+            .Where(p => p.Metadata?.Name is not null && p.Status?.TargetNodes is not null)
+            .OrderBy(p => p.Metadata.Name, StringComparer.Ordinal)
+            .SelectMany(p => new PolicyNodeCount[]
+            {
+                new(p.Metadata.Name, "target", p.Status!.TargetNodes ?? 0),
+                new(p.Metadata.Name, "applied", p.Status.AppliedNodes ?? 0),
+                new(p.Metadata.Name, "failed", p.Status.FailedNodes ?? 0),
+            })];
+    }
+
     private static bool Names(V1LabelSelector? selector) =>
         selector is not null && (selector.MatchLabels is { Count: > 0 } || selector.MatchExpressions is { Count: > 0 });
 }

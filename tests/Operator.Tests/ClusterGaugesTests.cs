@@ -68,4 +68,15 @@ public sealed class ClusterGaugesTests
             [new ConditionCount("Ready", "False", 1), new("Ready", "True", 2), new("TailscaleCompatible", "False", 1), new("TailscaleCompatible", "True", 1)],
             counts);
     }
+
+    [Fact]
+    public void Each_policy_reports_its_target_applied_and_failed_nodes_and_one_without_a_status_nothing()
+    {
+        var written = Objects.Policy("b-written");
+        written.Status = new CgnatAllowPolicyStatus { TargetNodes = 3, AppliedNodes = 2, FailedNodes = 1 };
+
+        var counts = ClusterGauges.PolicyNodes([written, Objects.Policy("a-new")]);
+
+        Assert.Equal([new PolicyNodeCount("b-written", "target", 3), new("b-written", "applied", 2), new("b-written", "failed", 1)], counts);
+    }
 }

@@ -55,6 +55,10 @@ public class TelemetryTests : OnApiServer
         Assert.Equal(1, measured.Gauge("tscgnat.node.conditions", ("condition", "Ready"), ("status", "True")));
         Assert.Equal(2, measured.Gauge("tscgnat.node.conditions", ("condition", "Ready"), ("status", "False")));
         Assert.Equal(3, measured.Gauge("tscgnat.node.conditions", ("condition", "TailscaleCompatible"), ("status", "True")));
+        Assert.Equal(3, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-good"), ("state", "target")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-good"), ("state", "applied")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-good"), ("state", "failed")));
+        Assert.Equal(0, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-sh"), ("state", "target")));
 
         // A reconcile may still be in flight (the watch event of the last status write): compare once they settle.
         await Eventually(() => StatusWrites("tm-good") + StatusWrites("tm-bad") + StatusWrites("tm-sh") == measured.Sum("tscgnat.status.writes", ("kind", "CgnatAllowPolicy")),

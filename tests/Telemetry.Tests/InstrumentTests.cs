@@ -149,6 +149,7 @@ public sealed class InstrumentTests : IDisposable
         ]));
         _metrics.SetNodes([new("applied", 40), new("failed", 2), new("pending", 3), new("missing", 1)]);
         _metrics.SetNodeConditions([new("Ready", "True", 40), new("TailscaleCompatible", "False", 1)]);
+        _metrics.SetPolicyNodes([new("aliyun", "target", 45), new("aliyun", "applied", 40)]);
         _metrics.RecordStatusWrite("CgnatAllowPolicy");
         _metrics.RecordStatusWrite("CgnatAllowPolicy");
 
@@ -165,6 +166,7 @@ public sealed class InstrumentTests : IDisposable
         var nodeConditions = collected["tscgnat.node.conditions"];
         Assert.Equal(1, Point(nodeConditions, ("condition", "TailscaleCompatible"), ("status", "False")).GetGaugeLastValueLong());
         Assert.Equal(2, nodeConditions.MetricPoints.Count);
+        Assert.Equal(45, Point(collected["tscgnat.policy.nodes"], ("policy", "aliyun"), ("state", "target")).GetGaugeLastValueLong());
         Assert.Equal(2, Point(collected["tscgnat.status.writes"], ("kind", "CgnatAllowPolicy")).GetSumLong());
     }
 
@@ -196,6 +198,7 @@ public sealed class InstrumentTests : IDisposable
         _metrics.SetPolicyConditions([new("Ready", "True", 1)]);
         _metrics.SetNodes([new("applied", 1)]);
         _metrics.SetNodeConditions([new("Ready", "True", 1)]);
+        _metrics.SetPolicyNodes([new("p", "target", 1)]);
 
         var units = _recorded.Collect().Values.ToDictionary(m => m.Name, m => m.Unit, StringComparer.Ordinal);
         Assert.Equal(new Dictionary<string, string>
@@ -210,6 +213,7 @@ public sealed class InstrumentTests : IDisposable
             ["tscgnat.policies"] = "{policy}",
             ["tscgnat.nodes"] = "{node}",
             ["tscgnat.node.conditions"] = "{node}",
+            ["tscgnat.policy.nodes"] = "{node}",
         }, units);
     }
 
