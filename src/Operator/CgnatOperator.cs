@@ -238,13 +238,19 @@ public sealed class CgnatOperator : IDisposable
     {
         if (leading)
         {
-            Metrics.SetPolicyConditions(ClusterGauges.Policies(Policies.List()));
-            Metrics.SetNodes(ClusterGauges.Nodes(States.List(), name => Nodes.Get(name) is not null));
+            var policies = Policies.List();
+            Metrics.SetPolicyConditions(ClusterGauges.Policies(policies));
+            Metrics.SetPolicyNodes(ClusterGauges.PolicyNodes(policies));
+            var states = States.List();
+            Metrics.SetNodes(ClusterGauges.Nodes(states, Nodes.List(), policies));
+            Metrics.SetNodeConditions(ClusterGauges.NodeConditions(states, name => Nodes.Get(name) is not null));
         }
         else
         {
             Metrics.SetPolicyConditions([]);
             Metrics.SetNodes([]);
+            Metrics.SetNodeConditions([]);
+            Metrics.SetPolicyNodes([]);
         }
 
         SettleReadiness();

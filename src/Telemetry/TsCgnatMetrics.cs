@@ -12,8 +12,8 @@ namespace TsCgnat.Telemetry;
 /// </summary>
 /// <remarks>
 /// The gauges (<c>tscgnat.rules</c>, <c>tscgnat.set.members</c>, <c>tscgnat.policies</c>,
-/// <c>tscgnat.nodes</c>) are observable: the program hands over a fresh snapshot after each reconcile and
-/// the callbacks only read it at collection time, so a scrape never waits on the reconcile loop. A gauge
+/// <c>tscgnat.nodes</c>, <c>tscgnat.node.conditions</c>, <c>tscgnat.policy.nodes</c>) are observable: the program hands over a fresh
+/// snapshot after each reconcile and the callbacks only read it at collection time, so a scrape never waits on the reconcile loop. A gauge
 /// whose snapshot was never set reports nothing, so the operator does not show empty agent gauges and the
 /// other way round.
 /// </remarks>
@@ -40,6 +40,8 @@ public sealed class TsCgnatMetrics : IDisposable
     private volatile FrozenDictionary<string, long> _membersBySet = FrozenDictionary<string, long>.Empty;
     private volatile FrozenDictionary<string, long> _nodesByState = FrozenDictionary<string, long>.Empty;
     private volatile IReadOnlyList<ConditionCount> _policyConditions = [];
+    private volatile IReadOnlyList<ConditionCount> _nodeConditions = [];
+    private volatile IReadOnlyList<PolicyNodeCount> _policyNodes = [];
 
     /// <param name="time">The clock reconcile durations are measured with; tests pass a fake one.</param>
     public TsCgnatMetrics(TimeProvider? time = null)
@@ -63,10 +65,14 @@ public sealed class TsCgnatMetrics : IDisposable
             "Our rules on the host now, by strategy.");
         _meter.CreateObservableGauge("tscgnat.set.members", () => Observe(_membersBySet, "set"), "{member}",
             "CIDR entries in our sets now, by set name.");
-        _meter.CreateObservableGauge("tscgnat.policies", ObservePolicies, "{policy}",
+        _meter.CreateObservableGauge("tscgnat.policies", () => ObserveConditions(_policyConditions), "{policy}",
             "Policies by condition type and status.");
         _meter.CreateObservableGauge("tscgnat.nodes", () => Observe(_nodesByState, "state"), "{node}",
             "Target nodes by what they reported.");
+        _meter.CreateObservableGauge("tscgnat.node.conditions", () => ObserveConditions(_nodeConditions), "{node}",
+            "Nodes with an agent by the condition type and status of their CgnatNodeState.");
+        _meter.CreateObservableGauge("tscgnat.policy.nodes", ObservePolicyNodes, "{node}",
+            "Each policy's target, applied and failed nodes, as its status reports them.");
     }
 
     /// <summary>The version the meter carries: this assembly's, without the source revision suffix.</summary>
@@ -132,7 +138,13 @@ public sealed class TsCgnatMetrics : IDisposable
     /// <summary>The operator: policies by condition type and status; see <see cref="ConditionCount.Tally"/>.</summary>
     public void SetPolicyConditions(IEnumerable<ConditionCount> counts) => _policyConditions = [.. counts];
 
-    /// <summary>The operator: nodes by state (e.g. <c>applied</c>, <c>failed</c>, <c>pending</c>).</summary>
+    /// <summary>The operator: nodes by the condition type and status of their CgnatNodeState (<c>Ready</c>, <c>TailscaleCompatible</c>).</summary>
+    public void SetNodeConditions(IEnumerable<ConditionCount> counts) => _nodeConditions = [.. counts];
+
+    /// <summary>The operator: each policy's target, applied and failed node counts (its status' NODES column).</summary>
+    public void SetPolicyNodes(IEnumerable<PolicyNodeCount> counts) => _policyNodes = [.. counts];
+
+    /// <summary>The operator: nodes by state (e.g. <c>applied</c>, <c>failed</c>, <c>pending</c>, <c>missing</c>).</summary>
     public void SetNodes(IEnumerable<KeyValuePair<string, long>> byState) =>
         _nodesByState = byState.ToFrozenDictionary(StringComparer.Ordinal);
 
@@ -144,17 +156,25 @@ public sealed class TsCgnatMetrics : IDisposable
     private static IEnumerable<Measurement<long>> Observe(FrozenDictionary<string, long> snapshot, string attribute) =>
         snapshot.Select(p => new Measurement<long>(p.Value, new KeyValuePair<string, object?>(attribute, p.Key)));
 
-    private IEnumerable<Measurement<long>> ObservePolicies() =>
-        _policyConditions.Select(c => new Measurement<long>(c.Policies,
+    private IEnumerable<Measurement<long>> ObservePolicyNodes() =>
+        _policyNodes.Select(c => new Measurement<long>(c.Count,
+            new KeyValuePair<string, object?>("policy", c.Policy),
+            new KeyValuePair<string, object?>("state", c.State)));
+
+    private static IEnumerable<Measurement<long>> ObserveConditions(IReadOnlyList<ConditionCount> counts) =>
+        counts.Select(c => new Measurement<long>(c.Count,
             new KeyValuePair<string, object?>("condition", c.Condition),
             new KeyValuePair<string, object?>("status", c.Status)));
 }
 
-/// <summary>How many policies have condition <paramref name="Condition"/> at <paramref name="Status"/>.</summary>
-public sealed record ConditionCount(string Condition, string Status, long Policies)
+/// <summary>How many nodes policy <paramref name="Policy"/> counts in <paramref name="State"/> (<c>target</c>, <c>applied</c>, <c>failed</c>).</summary>
+public sealed record PolicyNodeCount(string Policy, string State, long Count);
+
+/// <summary>How many objects (policies, or nodes' states) have condition <paramref name="Condition"/> at <paramref name="Status"/>.</summary>
+public sealed record ConditionCount(string Condition, string Status, long Count)
 {
     /// <summary>
-    /// Counts each (condition type, status) pair over every policy's conditions, ordered by type then status.
+    /// Counts each (condition type, status) pair over every object's conditions, ordered by type then status.
     /// The operator passes what it holds, e.g. <c>policies.SelectMany(p => p.Status.Conditions.Select(c => (c.Type, c.Status)))</c>.
     /// </summary>
     public static IReadOnlyList<ConditionCount> Tally(IEnumerable<(string Type, string Status)> conditions) =>

@@ -32,7 +32,7 @@ public sealed class HelmOnKubeApiServerTests(ITestOutputHelper output)
         var rendered = HelmTemplate.Render(HelmTemplate.EverythingOn);
 
         var kinds = Kinds(rendered);
-        foreach (var kind in new[] { "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "PodDisruptionBudget", "DaemonSet", "Deployment", "Service" })
+        foreach (var kind in new[] { "ServiceMonitor", "PrometheusRule", "ConfigMap", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "PodDisruptionBudget", "DaemonSet", "Deployment", "Service" })
         {
             Assert.Contains(kind, kinds);
         }
@@ -53,7 +53,7 @@ public sealed class HelmOnKubeApiServerTests(ITestOutputHelper output)
         // ServiceMonitor is the Prometheus Operator's kind, not ours: its CRD, in the shape that operator ships
         // (a structural schema that keeps the unknown spec), so the server can store the chart's object.
         Kubectl("apply", "--server-side", "--field-manager=tscgnat-tests", "-f", ForeignCrds.Write(Path.Combine(Path.GetTempPath(), UniqueName.For("foreign-crds-") + ".yaml")));
-        Kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com");
+        Kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com", "crd/prometheusrules.monitoring.coreos.com");
 
         var ns = UniqueName.For("helm-");
         var release = UniqueName.For("tsc");
@@ -71,6 +71,7 @@ public sealed class HelmOnKubeApiServerTests(ITestOutputHelper output)
             var expected = Objects(manifest);
             output.WriteLine($"installed: {string.Join(", ", expected)}");
             Assert.Contains("ServiceMonitor", Kinds(manifest));
+            Assert.Contains("PrometheusRule", Kinds(manifest));
             Assert.Contains("ValidatingAdmissionPolicy", Kinds(manifest));
             AssertStored(Kubectl, ns, manifest, expected);
 

@@ -11,6 +11,8 @@ internal static class HelmTemplate
     [
         "--set", "metrics.serviceMonitor.enabled=true",
         "--set", "metrics.serviceMonitor.labels.release=prometheus",
+        "--set", "metrics.prometheusRule.enabled=true",
+        "--set", "metrics.dashboard.enabled=true",
         "--set", "otel.endpoint=http://otel-collector.observability:4317",
         "--set", "otel.headersSecret.name=otlp-headers",
         "--set", "otel.resourceAttributes=deployment.environment=test",

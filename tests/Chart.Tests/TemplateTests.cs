@@ -35,6 +35,7 @@ public sealed class TemplateTests
             {
                 "Deployment", "DaemonSet", "PodDisruptionBudget", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
                 "Role", "RoleBinding", "Service", "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                "PrometheusRule", "ConfigMap",
             },
             kinds);
     }

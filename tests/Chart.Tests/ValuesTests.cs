@@ -44,6 +44,8 @@ public sealed class ValuesTests
     [InlineData("unknown OTLP protocol", "otel: { protocol: http }", "/otel/protocol: enum")]
     [InlineData("OTLP endpoint without a scheme", "otel: { endpoint: collector:4317 }", "/otel/endpoint: pattern")]
     [InlineData("node selector value that is not text", "agent: { nodeSelector: { gpu: true } }", "/agent/nodeSelector/gpu: type")]
+    [InlineData("dashboard in a namespace that is no DNS label", "metrics: { dashboard: { enabled: true, namespace: Monitoring } }", "/metrics/dashboard/namespace: pattern")]
+    [InlineData("misspelt alert rules switch", "metrics: { prometheusRules: { enabled: true } }", "/metrics/prometheusRules: not allowed")]
     [InlineData("admission policy switch as text", "agent: { ownNodeStateOnly: { enabled: \"false\" } }", "/agent/ownNodeStateOnly/enabled: type")]
     public void The_schema_refuses_bad_values(string name, string overrides, string expected)
     {
@@ -58,6 +60,7 @@ public sealed class ValuesTests
     [InlineData("a pinned digest", "agent: { image: { digest: \"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\" } }")]
     [InlineData("OTLP over HTTP with headers", "otel: { endpoint: \"https://otlp.example:4318\", protocol: http/protobuf, headersSecret: { name: otlp, key: headers } }")]
     [InlineData("ServiceMonitor with a release label", "metrics: { serviceMonitor: { enabled: true, interval: 1m, labels: { release: prom } } }")]
+    [InlineData("alert rules and dashboard switched on", "metrics: { prometheusRule: { enabled: true, labels: { release: prom } }, dashboard: { enabled: true, namespace: monitoring, annotations: { grafana_folder: Networking } } }")]
     [InlineData("admission policy off for Kubernetes 1.31", "agent: { ownNodeStateOnly: { enabled: false } }")]
     public void The_schema_accepts_good_values(string name, string overrides)
     {

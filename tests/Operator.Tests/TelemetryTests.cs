@@ -25,11 +25,13 @@ public class TelemetryTests : OnApiServer
         PutNode("n1");
         PutNode("n2");
         PutNode("n3");
+        PutNode("n4", region: "sh");
         PutState("n1", ready: true, policies: Applied("tm-good"));
         PutState("n2", ready: false, policies: Objects.Entry("tm-good", 1, PolicyPhase.Failed));
         PutState("n3", ready: false);
         PutPolicy("tm-good");
         PutPolicy("tm-bad", cidr: "10.0.0.0/8");
+        PutPolicy("tm-sh", region: "sh");
         using var metrics = new TsCgnatMetrics();
         using var measured = new Measured(metrics.Meter);
         using var spans = new Spans("policy", "tm-good");
@@ -39,21 +41,31 @@ public class TelemetryTests : OnApiServer
         await PolicyStatus("tm-bad", p => Has(p, ConditionTypes.Accepted, ConditionStatus.False, PolicyReasons.InvalidSpec), "not Accepted");
         await Eventually(() => measured.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "False")) == 1, "the policies gauge caught up");
 
-        Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "True")));
+        await PolicyStatus("tm-sh", p => Has(p, ConditionTypes.Ready, ConditionStatus.True, PolicyReasons.NoTargetNodes), "tm-sh has no node with an agent");
+        await Eventually(() => measured.Gauge("tscgnat.policies", ("condition", "Accepted"), ("status", "True")) == 2, "the gauges counted tm-sh");
+
         Assert.Equal(2, measured.Gauge("tscgnat.policies", ("condition", "Ready"), ("status", "False")));
         Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Degraded"), ("status", "True")));
-        Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Degraded"), ("status", "False")));
-        Assert.Null(measured.Gauge("tscgnat.policies", ("condition", "Ready"), ("status", "True")));
+        Assert.Equal(2, measured.Gauge("tscgnat.policies", ("condition", "Degraded"), ("status", "False")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policies", ("condition", "Ready"), ("status", "True")));
         Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "applied")));
         Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "failed")));
         Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "pending")));
+        Assert.Equal(1, measured.Gauge("tscgnat.nodes", ("state", "missing"))); // n4: tm-sh selects it, no agent runs there
+        Assert.Equal(1, measured.Gauge("tscgnat.node.conditions", ("condition", "Ready"), ("status", "True")));
+        Assert.Equal(2, measured.Gauge("tscgnat.node.conditions", ("condition", "Ready"), ("status", "False")));
+        Assert.Equal(3, measured.Gauge("tscgnat.node.conditions", ("condition", "TailscaleCompatible"), ("status", "True")));
+        Assert.Equal(3, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-good"), ("state", "target")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-good"), ("state", "applied")));
+        Assert.Equal(1, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-good"), ("state", "failed")));
+        Assert.Equal(0, measured.Gauge("tscgnat.policy.nodes", ("policy", "tm-sh"), ("state", "target")));
 
         // A reconcile may still be in flight (the watch event of the last status write): compare once they settle.
-        await Eventually(() => StatusWrites("tm-good") + StatusWrites("tm-bad") == measured.Sum("tscgnat.status.writes", ("kind", "CgnatAllowPolicy")),
+        await Eventually(() => StatusWrites("tm-good") + StatusWrites("tm-bad") + StatusWrites("tm-sh") == measured.Sum("tscgnat.status.writes", ("kind", "CgnatAllowPolicy")),
             "one status write counted per PATCH the API server saw");
         await Eventually(() => op.PolicyReconciler.Reconciles == Durations(measured, "written") + Durations(measured, "in_sync"),
             "one duration per reconcile");
-        Assert.True(Durations(measured, "written") >= 2, "each policy's first reconcile wrote its finalizer and status");
+        Assert.True(Durations(measured, "written") >= 3, "each policy's first reconcile wrote its finalizer and status");
         Assert.Equal(0, Durations(measured, "failed"));
         Assert.Equal(0, measured.Sum("tscgnat.apply.errors", ("stage", "status")));
 

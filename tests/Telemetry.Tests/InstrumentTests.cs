@@ -147,7 +147,9 @@ public sealed class InstrumentTests : IDisposable
             ("Accepted", "True"), ("Ready", "False"), ("Degraded", "True"),
             ("Accepted", "False"),
         ]));
-        _metrics.SetNodes([new("applied", 40), new("failed", 2), new("pending", 3)]);
+        _metrics.SetNodes([new("applied", 40), new("failed", 2), new("pending", 3), new("missing", 1)]);
+        _metrics.SetNodeConditions([new("Ready", "True", 40), new("TailscaleCompatible", "False", 1)]);
+        _metrics.SetPolicyNodes([new("aliyun", "target", 45), new("aliyun", "applied", 40)]);
         _metrics.RecordStatusWrite("CgnatAllowPolicy");
         _metrics.RecordStatusWrite("CgnatAllowPolicy");
 
@@ -160,6 +162,11 @@ public sealed class InstrumentTests : IDisposable
         var nodes = collected["tscgnat.nodes"];
         Assert.Equal(40, Point(nodes, ("state", "applied")).GetGaugeLastValueLong());
         Assert.Equal(2, Point(nodes, ("state", "failed")).GetGaugeLastValueLong());
+        Assert.Equal(1, Point(nodes, ("state", "missing")).GetGaugeLastValueLong());
+        var nodeConditions = collected["tscgnat.node.conditions"];
+        Assert.Equal(1, Point(nodeConditions, ("condition", "TailscaleCompatible"), ("status", "False")).GetGaugeLastValueLong());
+        Assert.Equal(2, nodeConditions.MetricPoints.Count);
+        Assert.Equal(45, Point(collected["tscgnat.policy.nodes"], ("policy", "aliyun"), ("state", "target")).GetGaugeLastValueLong());
         Assert.Equal(2, Point(collected["tscgnat.status.writes"], ("kind", "CgnatAllowPolicy")).GetSumLong());
     }
 
@@ -172,6 +179,7 @@ public sealed class InstrumentTests : IDisposable
         Assert.True(collected.ContainsKey("tscgnat.rules"));
         Assert.False(collected.ContainsKey("tscgnat.policies"));
         Assert.False(collected.ContainsKey("tscgnat.nodes"));
+        Assert.False(collected.ContainsKey("tscgnat.node.conditions"));
     }
 
     [Fact]
@@ -189,6 +197,8 @@ public sealed class InstrumentTests : IDisposable
         _metrics.SetSetMembers([new("TSCGNAT-SRC4", 1)]);
         _metrics.SetPolicyConditions([new("Ready", "True", 1)]);
         _metrics.SetNodes([new("applied", 1)]);
+        _metrics.SetNodeConditions([new("Ready", "True", 1)]);
+        _metrics.SetPolicyNodes([new("p", "target", 1)]);
 
         var units = _recorded.Collect().Values.ToDictionary(m => m.Name, m => m.Unit, StringComparer.Ordinal);
         Assert.Equal(new Dictionary<string, string>
@@ -202,6 +212,8 @@ public sealed class InstrumentTests : IDisposable
             ["tscgnat.set.members"] = "{member}",
             ["tscgnat.policies"] = "{policy}",
             ["tscgnat.nodes"] = "{node}",
+            ["tscgnat.node.conditions"] = "{node}",
+            ["tscgnat.policy.nodes"] = "{node}",
         }, units);
     }
 

@@ -51,6 +51,29 @@ public static class Privileges
         Skip.If(true, $"needs root with network namespaces, iptables (legacy and nft), ipset and nft: {missing}");
     }
 
+    /// <summary>
+    /// Call first in a [SkippableFact] that runs <paramref name="tool"/> (e.g. promtool or prometheus, from Debian's
+    /// prometheus package): its full path, a failure under CI=true when it is missing, else a skip with the reason.
+    /// </summary>
+    public static string RequireTool(string tool, string package)
+    {
+        var path = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(dir => Path.Combine(dir, tool))
+            .FirstOrDefault(File.Exists);
+        if (path is not null)
+        {
+            return path;
+        }
+
+        if (InCi)
+        {
+            throw new InvalidOperationException($"CI=true but {tool} is not installed: .ci/run must install the Debian package {package}.");
+        }
+
+        Skip.If(true, $"needs {tool} (apt-get install {package})");
+        return tool;
+    }
+
     private static string? FindMissing()
     {
         if (Environment.UserName != "root")

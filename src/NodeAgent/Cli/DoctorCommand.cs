@@ -16,7 +16,7 @@ public static class DoctorCommand
     /// <summary>The LocalAPI answers in milliseconds; a hung tailscaled must not hang the doctor for the client's 30 s.</summary>
     private static readonly TimeSpan LocalApiTimeout = TimeSpan.FromSeconds(5);
 
-    private static readonly Option<bool> Json = new("--json") { Description = "Print the findings as JSON (fields in README.md) instead of text." };
+    private static readonly Option<bool> Json = new("--json") { Description = "Print the findings as JSON (fields in docs/doctor.md) instead of text." };
 
     public static Command Build()
     {

@@ -4,7 +4,7 @@ using System.Text.Json.Serialization;
 
 namespace TsCgnat.NodeAgent.Doctor;
 
-/// <summary>What <c>ts-cgnat-agent doctor</c> found; <c>--json</c> prints exactly this (fields in README.md).</summary>
+/// <summary>What <c>ts-cgnat-agent doctor</c> found; <c>--json</c> prints exactly this (fields in docs/doctor.md).</summary>
 /// <param name="Healthy">Every probe met its expectation, our rules match the policy, and nothing failed: exit code 0.</param>
 public sealed record DoctorReport(
     bool Healthy,
