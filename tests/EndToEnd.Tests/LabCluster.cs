@@ -30,11 +30,20 @@ public sealed class LabCluster : IAsyncDisposable
     private readonly string _dir = Path.Combine(Path.GetTempPath(), UniqueName.For("tscgnat-e2e-"));
     private readonly Dictionary<string, Daemon> _agents = [];
     private readonly string _deletionTimeout;
+    private readonly Dictionary<string, int> _metricsPorts = [];
 
-    private LabCluster(FakeApiServer server, string deletionTimeout)
+    private LabCluster(FakeApiServer server, string deletionTimeout, bool metrics)
     {
         Server = server;
         _deletionTimeout = deletionTimeout;
+        if (metrics)
+        {
+            foreach (var program in new[] { "operator", "u2", "u5" })
+            {
+                _metricsPorts[program] = FreePort.Loopback();
+            }
+        }
+
         Directory.CreateDirectory(_dir);
         Kubeconfig = server.WriteKubeconfig(Path.Combine(_dir, "kubeconfig"));
         Client = new Kubernetes(server.ClientConfiguration());
@@ -62,11 +71,18 @@ public sealed class LabCluster : IAsyncDisposable
     /// <summary>Every node's agent and the operator with what they said, for failure messages.</summary>
     public string Output => string.Join("\n", new[] { Operator }.Concat(_agents.Values).OfType<Daemon>().Select(d => $"--- {d.Name}:\n{d.Output}"));
 
+    /// <summary>
+    /// The <c>--metrics-port</c> of each program when started with metrics ("operator", "u2", "u5"); empty
+    /// otherwise. The programs listen on every address, so Prometheus scrapes them on 127.0.0.1.
+    /// </summary>
+    public IReadOnlyDictionary<string, int> MetricsPorts => _metricsPorts;
+
     /// <summary>Lab, API server with the two Nodes, tailscaled in <paramref name="mode"/> on both routers, the operator and both agents.</summary>
-    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = "5m")
+    /// <param name="metrics">Give every program a <c>--metrics-port</c> of its own (see <see cref="MetricsPorts"/>).</param>
+    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = "5m", bool metrics = false)
     {
         var server = await FakeApiServer.StartAsync();
-        var cluster = new LabCluster(server, deletionTimeout);
+        var cluster = new LabCluster(server, deletionTimeout, metrics);
         try
         {
             cluster.U2.Run("start", mode);
@@ -96,7 +112,8 @@ public sealed class LabCluster : IAsyncDisposable
 
     public Daemon Agent(string router) => _agents[router];
 
-    public void StartOperator() => Operator = new Daemon("operator", Programs.Operator, ["run", "--deletion-timeout", _deletionTimeout], Kubeconfig);
+    public void StartOperator() =>
+        Operator = new Daemon("operator", Programs.Operator, ["run", "--deletion-timeout", _deletionTimeout, .. MetricsPortArgs("operator")], Kubeconfig);
 
     public void StartAgent(string router)
     {
@@ -110,8 +127,12 @@ public sealed class LabCluster : IAsyncDisposable
         [
             "run", "--node-name", name, "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"),
             "--tailscale-socket", Path.Combine(_dir, router, "no-tailscaled.sock"), "--resync-interval", "5", "--legacy-poll-interval", "0.25",
+            .. MetricsPortArgs(router),
         ], Kubeconfig);
     }
+
+    private string[] MetricsPortArgs(string program) =>
+        _metricsPorts.TryGetValue(program, out var port) ? ["--metrics-port", port.ToString(CultureInfo.InvariantCulture)] : [];
 
     /// <summary>Stops an agent as a pod's termination does (SIGTERM); its rules stay (fail-static).</summary>
     public void StopAgent(string router) => _agents[router].Stop();
@@ -227,6 +248,17 @@ public sealed class LabCluster : IAsyncDisposable
         U5.Dispose();
         Lab.Dispose();
         Directory.Delete(_dir, recursive: true);
+    }
+}
+
+/// <summary>A TCP port free on loopback now (the kernel's pick), for a program the test starts next.</summary>
+public static class FreePort
+{
+    public static int Loopback()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        return ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
 
