@@ -11,7 +11,9 @@
 # OUT_DIR keeps the binaries (default: a temporary folder, removed at the end). The build goes to its own
 # temporary folder (--artifacts-path), so the repository's bin/ and obj/ are left alone. Needs clang (or gcc)
 # and zlib1g-dev for the NativeAOT link, and iproute2, iptables, ipset and nftables for the host-mode run.
-# CONFIGURATION (default Release) is the configuration the Kubernetes test is built with.
+# CONFIGURATION (default Release) is the configuration the Kubernetes test is built with. AOT_KUBE_PATHS=0 leaves
+# that test to the caller: .ci/run sets it, because scripts/test.sh runs AotBinaryTests anyway (with
+# TSCGNAT_AOT_DIR set, under CI=true it must), and running it here too cost a second build and run of it.
 set -uo pipefail
 # The whole script is one { ... } block, read before it runs: editing the file during a run cannot change the run.
 {
@@ -112,7 +114,11 @@ kube_paths() {
     --filter "FullyQualifiedName~TsCgnat.EndToEnd.Tests.AotBinaryTests" 2>&1 | tee "$WORK/kube.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] && grep -qE 'Passed: +1\b' "$WORK/kube.log"
 }
-step "AOT operator run and AOT agent cluster-mode run on the test API server (AotBinaryTests)" kube_paths
+if [ "${AOT_KUBE_PATHS:-1}" = 0 ]; then
+  echo "== AOT operator and agent on the test API server (AotBinaryTests): left to the test suite (AOT_KUBE_PATHS=0)"
+else
+  step "AOT operator run and AOT agent cluster-mode run on the test API server (AotBinaryTests)" kube_paths
+fi
 
 # --- host mode run: first reconcile, then idle memory and CPU --------------------------------------------------
 # tailscaled (emulated) in nodivert with its iptables runner over iptables-nft: the agent hooks Tailscale's

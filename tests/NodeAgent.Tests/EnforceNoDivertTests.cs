@@ -40,7 +40,8 @@ public sealed class EnforceNoDivertTests : IDisposable
         agent.WaitFor(() => tailscaled.Run("status").Contains("mode=nodivert", StringComparison.Ordinal), "tailscaled switched to nodivert", Patience);
         agent.WaitFor(() => lab.Exec("u2", "iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal)
             && !lab.Exec("u2", "iptables-legacy-save").Contains("ts-cgnat exemption", StringComparison.Ordinal), "Indirect in place, no InChain rule left", Patience);
-        Assert.Contains("switched tailscaled from netfilter mode on to nodivert", agent.Output, StringComparison.Ordinal);
+        // Logged when the LocalAPI call returns, which may come after the rules the mode change led to.
+        agent.WaitFor(() => agent.Output.Contains("switched tailscaled from netfilter mode on to nodivert", StringComparison.Ordinal), "the switch logged", Patience);
         Assert.Equal(1, localApi.Prefs["NetfilterMode"]!.GetValue<int>());
         Assert.True(lab.Reaches("u2", Lab.U3));
         Assert.True(lab.Reaches("u4", Lab.U3));

@@ -60,8 +60,11 @@ public class BinaryTests : OnApiServer
             try
             {
                 await PolicyStatus("aliyun", p => Has(p, ConditionTypes.Accepted, ConditionStatus.True), "Accepted by the binary");
+                // Accepted is written by the first policy pass; /readyz turns 200 only once every policy has been
+                // reconciled and the caches have listed, which may come a moment later: poll it to a deadline.
                 using var http = new HttpClient();
-                Assert.Equal("ok\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/readyz")));
+                var readyz = new Uri($"http://127.0.0.1:{port}/readyz");
+                await Eventually(() => ReadyzBody(http, readyz) == "ok\n", "/readyz answers 200 ok");
                 Assert.Equal("operator-0", (string?)Server.Get("leases", "ts-cgnat-operator", "ts-cgnat")?["spec"]?["holderIdentity"]);
 
                 Sh.Ok("kill", "-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -115,6 +118,20 @@ public class BinaryTests : OnApiServer
         (code, output) = await RunToEnd(new Dictionary<string, string>(), "crds");
         Assert.Equal(0, code);
         Assert.Contains("name: cgnatallowpolicies.tscgnat.io", output, StringComparison.Ordinal);
+    }
+
+    /// <summary>The body of a 200 answer, or null (503, or the listener not up yet).</summary>
+    private static string? ReadyzBody(HttpClient http, Uri readyz)
+    {
+        try
+        {
+            using var response = http.GetAsync(readyz).GetAwaiter().GetResult();
+            return response.IsSuccessStatusCode ? response.Content.ReadAsStringAsync().GetAwaiter().GetResult() : null;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
     }
 
     private static int FreePort()
