@@ -1,20 +1,32 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
 using System.Text;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using k8s;
+using k8s.Autorest;
 using k8s.Models;
+using TsCgnat.KubeApiServer;
 using TsCgnat.TestApiServer;
 using TsCgnat.TestSupport;
 
 namespace TsCgnat.EndToEnd.Tests;
 
 /// <summary>
-/// The whole product on one machine: the test API server on loopback, the real <c>ts-cgnat-operator</c>, and
-/// two real <c>ts-cgnat-agent</c>s in cluster mode for the lab's two subnet routers (u2 and u5), each with the
-/// emulated tailscaled in its namespace. The agents stay in the root namespace (so they reach the API server on
-/// loopback) and run their firewall commands with <c>--netns</c> (design section 12).
+/// The whole product on one machine: a real kube-apiserver (or, for the fault scenarios only, the fake one) on
+/// loopback, the real <c>ts-cgnat-operator</c>, and two real <c>ts-cgnat-agent</c>s in cluster mode for the lab's
+/// two subnet routers (u2 and u5), each with the emulated tailscaled in its namespace. The agents stay in the root
+/// namespace (so they reach the API server on loopback) and run their firewall commands with <c>--netns</c>
+/// (design section 12).
 /// </summary>
+/// <remarks>
+/// On the real server the chart is installed with helm (<see cref="ChartRelease"/>) and every program runs as the
+/// chart's service account with a TokenRequest token, each agent's bound to a Pod placed on its Node: the RBAC and
+/// the admission policy they meet are the chart's. The programs get the flags and environment the chart's Pod specs
+/// give them. Everything is named after <see cref="Id"/> (Nodes, policies, the release and its namespace), because
+/// the server is shared by the tests of the assembly; the policies select Nodes by <see cref="LabLabel"/> = Id.
+/// </remarks>
 public sealed class LabCluster : IAsyncDisposable
 {
     public const string Group = "tscgnat.io";
@@ -22,61 +34,122 @@ public sealed class LabCluster : IAsyncDisposable
     public const string PolicyPlural = "cgnatallowpolicies";
     public const string StatePlural = "cgnatnodestates";
 
-    /// <summary>The label both Nodes carry at first; the e2e policy selects it.</summary>
+    /// <summary>The label both Nodes carry at first, with the cluster's <see cref="Id"/>; its policies select it.</summary>
     public const string LabLabel = "e2e.tscgnat.io/lab";
 
-    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    /// <summary>The Lease the operator replicas elect a leader on (the program's default name).</summary>
+    public const string LeaseName = "ts-cgnat-operator";
 
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), UniqueName.For("tscgnat-e2e-"));
+    public static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
+
+    private static readonly string[] Routers = ["u2", "u5"];
+
+    private readonly string _dir;
     private readonly Dictionary<string, Daemon> _agents = [];
+    private readonly Dictionary<string, string> _agentKubeconfigs = [];
+    private readonly List<Daemon> _operators = [];
     private readonly string _deletionTimeout;
+    private readonly bool _ownsServer;
+    private ChartRelease? _release;
+    private string _operatorKubeconfig = "";
+    private Lab? _lab;
+    private TailscaledEmulator? _u2;
+    private TailscaledEmulator? _u5;
 
-    private LabCluster(FakeApiServer server, string deletionTimeout)
+    private LabCluster(Kubernetes admin, string deletionTimeout, bool ownsServer)
     {
-        Server = server;
+        Id = UniqueName.For("e2e-");
+        _dir = Directory.CreateTempSubdirectory("tscgnat-e2e-").FullName;
+        Admin = admin;
         _deletionTimeout = deletionTimeout;
-        Directory.CreateDirectory(_dir);
-        Kubeconfig = server.WriteKubeconfig(Path.Combine(_dir, "kubeconfig"));
-        Client = new Kubernetes(server.ClientConfiguration());
-        Lab = new Lab(secondRouter: true);
-        U2 = new TailscaledEmulator(Lab.Ns("u2"), "nft");
-        U5 = new TailscaledEmulator(Lab.Ns("u5"), "legacy");
+        _ownsServer = ownsServer;
     }
 
-    public FakeApiServer Server { get; }
+    /// <summary>This cluster's prefix of every name it makes, and the value of <see cref="LabLabel"/> on its Nodes.</summary>
+    public string Id { get; }
 
-    public Kubernetes Client { get; }
+    /// <summary>The real API server, or null on the fake one.</summary>
+    public KubeApiServer.KubeApiServer? Server { get; private set; }
 
-    public Lab Lab { get; }
+    /// <summary>The fake API server (fault scenarios), or null on the real one.</summary>
+    public FakeApiServer? Fake { get; private set; }
+
+    /// <summary>A client as the cluster's administrator, for the test's own reads and writes.</summary>
+    public Kubernetes Admin { get; }
+
+    /// <summary>The kubeconfig kubectl runs with (administrator).</summary>
+    public string AdminKubeconfig { get; private set; } = "";
+
+    /// <summary>The release namespace: where the operator's Lease lives (POD_NAMESPACE).</summary>
+    public string Namespace => _release?.Namespace ?? "ts-cgnat";
+
+    public Lab Lab => _lab!;
 
     /// <summary>tailscaled on u2, its iptables runner over iptables-nft (changes seen by nft monitor).</summary>
-    public TailscaledEmulator U2 { get; }
+    public TailscaledEmulator U2 => _u2!;
 
     /// <summary>tailscaled on u5, its iptables runner over iptables-legacy (changes seen by the poll).</summary>
-    public TailscaledEmulator U5 { get; }
+    public TailscaledEmulator U5 => _u5!;
 
-    public string Kubeconfig { get; }
+    public IReadOnlyList<Daemon> Operators => _operators;
 
-    public Daemon? Operator { get; private set; }
+    /// <summary>Every node's agent and the operators with what they said, for failure messages.</summary>
+    public string Output => string.Join("\n", _operators.Concat(_agents.Values).Select(d => $"--- {d.Name}:\n{d.Output}"));
 
-    /// <summary>Every node's agent and the operator with what they said, for failure messages.</summary>
-    public string Output => string.Join("\n", new[] { Operator }.Concat(_agents.Values).OfType<Daemon>().Select(d => $"--- {d.Name}:\n{d.Output}"));
-
-    /// <summary>Lab, API server with the two Nodes, tailscaled in <paramref name="mode"/> on both routers, the operator and both agents.</summary>
-    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = "5m")
+    /// <summary>
+    /// Lab, the chart installed into the shared real API server (or a server of its own with <paramref name="ownServer"/>,
+    /// for a test that stops it), the two Nodes, tailscaled in <paramref name="mode"/> on both routers,
+    /// <paramref name="operators"/> operator replicas and both agents.
+    /// </summary>
+    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = "5m", bool ownServer = false, int operators = 1)
     {
-        var server = await FakeApiServer.StartAsync();
-        var cluster = new LabCluster(server, deletionTimeout);
+        var server = ownServer ? await KubeApiServer.KubeApiServer.StartAsync() : await SharedKubeApiServer.WithCrdsAsync();
+        var cluster = new LabCluster(server.Client(), deletionTimeout, ownServer) { Server = server, AdminKubeconfig = server.AdminKubeconfig };
         try
         {
-            cluster.U2.Run("start", mode);
-            cluster.U5.Run(Lab.U5Tailscaled, "start", mode);
-            foreach (var node in new[] { "u2", "u5" })
+            if (ownServer)
             {
-                await cluster.Client.CoreV1.CreateNodeAsync(new V1Node
-                {
-                    Metadata = new V1ObjectMeta { Name = NodeName(node), Labels = new Dictionary<string, string> { [LabLabel] = "yes", ["e2e.tscgnat.io/router"] = node } },
-                });
+                SharedKubeApiServer.InstallCrds(server, Path.Combine(Repo.Root, "config", "crds"));
+            }
+
+            cluster._release = await ChartRelease.InstallAsync(server, cluster.Id, cluster._dir);
+            await cluster.StartLabAsync(mode);
+            cluster._operatorKubeconfig = cluster._release.Kubeconfig("operator", await cluster._release.OperatorTokenAsync());
+            foreach (var router in Routers)
+            {
+                cluster._agentKubeconfigs[router] = cluster._release.Kubeconfig($"agent-{router}", await cluster._release.AgentTokenAsync(cluster.NodeName(router)));
+            }
+
+            for (var i = 0; i < operators; i++)
+            {
+                cluster.StartOperator();
+            }
+
+            cluster.StartAgent("u2");
+            cluster.StartAgent("u5");
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>The same on the fake API server (no authentication, no admission), for the faults a real server cannot make on demand.</summary>
+    public static async Task<LabCluster> StartOnFakeApiServerAsync(string mode = "on")
+    {
+        var fake = await FakeApiServer.StartAsync();
+        var cluster = new LabCluster(new Kubernetes(fake.ClientConfiguration()), "5m", ownsServer: true) { Fake = fake };
+        try
+        {
+            var kubeconfig = fake.WriteKubeconfig(Path.Combine(cluster._dir, "kubeconfig"));
+            cluster.AdminKubeconfig = kubeconfig;
+            cluster._operatorKubeconfig = kubeconfig;
+            await cluster.StartLabAsync(mode);
+            foreach (var router in Routers)
+            {
+                cluster._agentKubeconfigs[router] = kubeconfig;
             }
 
             cluster.StartOperator();
@@ -92,12 +165,30 @@ public sealed class LabCluster : IAsyncDisposable
     }
 
     /// <summary>The Node name of a lab router.</summary>
-    public static string NodeName(string router) => $"node-{router}";
+    public string NodeName(string router) => $"{Id}-{router}";
+
+    /// <summary>The full name of one of this cluster's policies.</summary>
+    public string PolicyName(string policy) => $"{Id}-{policy}";
 
     public Daemon Agent(string router) => _agents[router];
 
-    public void StartOperator() => Operator = new Daemon("operator", Programs.Operator, ["run", "--deletion-timeout", _deletionTimeout], Kubeconfig);
+    /// <summary>
+    /// One more operator replica, as the chart's Deployment runs it: <c>run --leader-elect</c> (on the real server),
+    /// POD_NAME naming it in the Lease and POD_NAMESPACE the Lease's namespace.
+    /// </summary>
+    public Daemon StartOperator()
+    {
+        var name = $"{Id}-operator-{_operators.Count}";
+        string[] args = Server is null
+            ? ["run", "--deletion-timeout", _deletionTimeout]
+            : ["run", "--leader-elect", "--deletion-timeout", _deletionTimeout];
+        var daemon = new Daemon(name, Programs.Operator, args, _operatorKubeconfig,
+            new Dictionary<string, string> { ["POD_NAME"] = name, ["POD_NAMESPACE"] = Namespace, ["NODE_NAME"] = "" });
+        _operators.Add(daemon);
+        return daemon;
+    }
 
+    /// <summary>An agent as the chart's DaemonSet runs it (node name from NODE_NAME, strategy auto), with the lab's paths.</summary>
     public void StartAgent(string router)
     {
         var name = NodeName(router);
@@ -108,9 +199,10 @@ public sealed class LabCluster : IAsyncDisposable
 
         _agents[router] = new Daemon(name, Programs.Agent,
         [
-            "run", "--node-name", name, "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"),
-            "--tailscale-socket", Path.Combine(_dir, router, "no-tailscaled.sock"), "--resync-interval", "5", "--legacy-poll-interval", "0.25",
-        ], Kubeconfig);
+            "run", "--node-name", name, "--strategy", "auto", "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"),
+            "--tailscale-socket", Path.Combine(_dir, router, "no-tailscaled.sock"), "--tailscale-interface", "tailscale0",
+            "--resync-interval", "5", "--legacy-poll-interval", "0.25",
+        ], _agentKubeconfigs[router], new Dictionary<string, string> { ["NODE_NAME"] = name, ["POD_NAME"] = $"agent-{name}" });
     }
 
     /// <summary>Stops an agent as a pod's termination does (SIGTERM); its rules stay (fail-static).</summary>
@@ -123,45 +215,81 @@ public sealed class LabCluster : IAsyncDisposable
         Sh.Ok(Programs.Agent, "cleanup", "--netns", Lab.Ns(router), "--state-dir", elsewhere);
     }
 
-    /// <summary>Creates a policy through the API (as kubectl would), selecting the Nodes labelled <see cref="LabLabel"/>.</summary>
-    public async Task CreatePolicyAsync(string name, params string[] cidrs)
-    {
-        var body = new JsonObject
-        {
-            ["apiVersion"] = $"{Group}/{Version}",
-            ["kind"] = "CgnatAllowPolicy",
-            ["metadata"] = new JsonObject { ["name"] = name },
-            ["spec"] = Spec(cidrs),
-        };
-        await Client.CustomObjects.CreateClusterCustomObjectAsync(body, Group, Version, PolicyPlural);
-    }
+    /// <summary>Creates a policy through the API (as kubectl would), selecting this cluster's Nodes.</summary>
+    public async Task CreatePolicyAsync(string policy, params string[] cidrs) =>
+        await Admin.CustomObjects.CreateClusterCustomObjectAsync(PolicyBody(policy, cidrs), Group, Version, PolicyPlural);
 
-    public static JsonObject Spec(params string[] cidrs) => new()
+    public JsonObject PolicyBody(string policy, params string[] cidrs) => new()
     {
-        ["nodeSelector"] = new JsonObject { ["matchLabels"] = new JsonObject { [LabLabel] = "yes" } },
+        ["apiVersion"] = $"{Group}/{Version}",
+        ["kind"] = "CgnatAllowPolicy",
+        ["metadata"] = new JsonObject { ["name"] = PolicyName(policy) },
+        ["spec"] = Spec(cidrs),
+    };
+
+    public JsonObject Spec(params string[] cidrs) => new()
+    {
+        ["nodeSelector"] = new JsonObject { ["matchLabels"] = new JsonObject { [LabLabel] = Id } },
         ["allowedSources"] = new JsonArray([.. cidrs.Select(c => (JsonNode)new JsonObject { ["cidr"] = c })]),
         ["routedSubnets"] = new JsonArray([.. cidrs.Select(c => (JsonNode)new JsonObject { ["cidr"] = c })]),
     };
 
-    public async Task SetSpecAsync(string name, params string[] cidrs)
+    public async Task SetSpecAsync(string policy, params string[] cidrs)
     {
         var patch = new JsonObject { ["spec"] = Spec(cidrs) };
-        await Client.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, PolicyPlural, name);
+        await Admin.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, PolicyPlural, PolicyName(policy));
     }
 
-    public async Task DeletePolicyAsync(string name) =>
-        await Client.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, PolicyPlural, name);
+    public async Task DeletePolicyAsync(string policy) =>
+        await Admin.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, PolicyPlural, PolicyName(policy));
 
-    /// <summary>Sets (or with null removes) a label of a router's Node.</summary>
-    public async Task LabelAsync(string router, string key, string? value)
+    /// <summary>Puts a router's Node into this cluster's selection, or takes it out.</summary>
+    public async Task SelectAsync(string router, bool selected)
     {
-        var patch = new JsonObject { ["metadata"] = new JsonObject { ["labels"] = new JsonObject { [key] = value } } };
-        await Client.CoreV1.PatchNodeAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch), NodeName(router));
+        var patch = new JsonObject { ["metadata"] = new JsonObject { ["labels"] = new JsonObject { [LabLabel] = selected ? Id : null } } };
+        await Admin.CoreV1.PatchNodeAsync(new V1Patch(patch.ToJsonString(), V1Patch.PatchType.MergePatch), NodeName(router));
     }
 
-    public JsonObject? Policy(string name) => Server.Get(PolicyPlural, name);
+    public Task<JsonObject?> PolicyAsync(string policy) => GetAsync(PolicyPlural, PolicyName(policy));
 
-    public JsonObject? State(string router) => Server.Get(StatePlural, NodeName(router));
+    public Task<JsonObject?> StateAsync(string router) => GetAsync(StatePlural, NodeName(router));
+
+    /// <summary>Every CgnatNodeState whose name starts with this cluster's <see cref="Id"/>.</summary>
+    public async Task<IReadOnlyList<JsonObject>> StatesAsync()
+    {
+        var list = JsonNode.Parse(JsonSerializer.Serialize(await Admin.CustomObjects.ListClusterCustomObjectAsync(Group, Version, StatePlural)))!;
+        return [.. list["items"]!.AsArray().OfType<JsonObject>().Where(o => ((string?)o["metadata"]!["name"])!.StartsWith(Id + "-", StringComparison.Ordinal))];
+    }
+
+    /// <summary>An object of one of our kinds as the server has it, or null when it has none.</summary>
+    public async Task<JsonObject?> GetAsync(string plural, string name)
+    {
+        try
+        {
+            return JsonNode.Parse(JsonSerializer.Serialize(await Admin.CustomObjects.GetClusterCustomObjectAsync(Group, Version, plural, name)))!.AsObject();
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The events about one object (cluster-scoped objects' events are in "default").</summary>
+    public async Task<IReadOnlyList<Corev1Event>> EventsAboutAsync(string name) =>
+        (await Admin.CoreV1.ListNamespacedEventAsync("default", fieldSelector: $"involvedObject.name={name}")).Items.ToList();
+
+    /// <summary>The operator replica named in the Lease, or null.</summary>
+    public async Task<string?> LeaseHolderAsync()
+    {
+        try
+        {
+            return (await Admin.CoordinationV1.ReadNamespacedLeaseAsync(LeaseName, Namespace)).Spec?.HolderIdentity;
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            return null;
+        }
+    }
 
     /// <summary>A condition's status on a stored object ("True", "False", "Unknown"), or null.</summary>
     public static string? Condition(JsonObject? obj, string type) => ConditionNode(obj, type)?["status"]?.GetValue<string>();
@@ -169,64 +297,165 @@ public sealed class LabCluster : IAsyncDisposable
     public static JsonObject? ConditionNode(JsonObject? obj, string type) =>
         (obj?["status"]?["conditions"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(c => (string?)c["type"] == type);
 
-    /// <summary>The phase the router's node state reports for a policy, or null when it has no entry.</summary>
-    public string? Phase(string router, string policy) =>
-        ((State(router)?["status"]?["policies"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(p => (string?)p["name"] == policy))?["phase"]?.GetValue<string>();
+    /// <summary>The entries of a node state for one of this cluster's policies (one, unless something duplicated it).</summary>
+    public IEnumerable<JsonObject> Entries(JsonObject? state, string policy) =>
+        (state?["status"]?["policies"] as JsonArray)?.OfType<JsonObject>().Where(p => (string?)p["name"] == PolicyName(policy)) ?? [];
 
-    public long? EntryGeneration(string router, string policy) =>
-        ((State(router)?["status"]?["policies"] as JsonArray)?.OfType<JsonObject>().FirstOrDefault(p => (string?)p["name"] == policy))?["generation"]?.GetValue<long>();
+    /// <summary>The phase the router's node state reports for a policy, or null when it has no entry.</summary>
+    public async Task<string?> PhaseAsync(string router, string policy) =>
+        Entries(await StateAsync(router), policy).FirstOrDefault()?["phase"]?.GetValue<string>();
+
+    public async Task<long?> EntryGenerationAsync(string router, string policy) =>
+        Entries(await StateAsync(router), policy).FirstOrDefault()?["generation"]?.GetValue<long>();
 
     /// <summary>The policy's NODES column (applied/target), e.g. "2/2".</summary>
-    public string? Nodes(string policy)
+    public async Task<string?> NodesAsync(string policy)
     {
-        var status = Policy(policy)?["status"];
+        var status = (await PolicyAsync(policy))?["status"];
         return status?["appliedNodes"] is { } applied && status["targetNodes"] is { } target
             ? $"{applied.GetValue<int>()}/{target.GetValue<int>()}"
             : null;
     }
 
     /// <summary>True when the router's any-interface source set holds <paramref name="cidr"/>.</summary>
-    public bool Exempts(string router, string cidr)
+    public bool Exempts(string router, string cidr) => SourceSet(router).Contains(cidr);
+
+    /// <summary>The members of the router's any-interface source set, as ipset lists them (duplicates would show).</summary>
+    public IReadOnlyList<string> SourceSet(string router)
     {
         var list = Sh.Run("ip", "netns", "exec", Lab.Ns(router), "ipset", "list", "TSCGNAT-SRC4");
-        return list.Succeeded && list.StdOut.Split('\n').Any(l => l.Trim() == cidr);
+        return list.Succeeded ? [.. list.StdOut.Split('\n').Select(l => l.Trim()).SkipWhile(l => l != "Members:").Skip(1).Where(l => l.Length > 0)] : [];
     }
 
-    public void WaitFor(Func<bool> condition, string what) => WaitFor(condition, what, Patience);
+    public Task WaitForAsync(Func<bool> condition, string what) => WaitForAsync(() => Task.FromResult(condition()), what);
 
-    public void WaitFor(Func<bool> condition, string what, TimeSpan patience)
+    /// <summary>Polls to a deadline; an API server that cannot be reached counts as "not yet" (a test may have stopped it).</summary>
+    public async Task WaitForAsync(Func<Task<bool>> condition, string what, TimeSpan? patience = null)
     {
+        var limit = patience ?? Patience;
         var clock = Stopwatch.StartNew();
-        while (!condition())
+        string? lastError = null;
+        while (true)
         {
-            if (clock.Elapsed > patience)
+            try
             {
-                Assert.Fail($"{what}: not seen within {patience.TotalSeconds} s\n{Output}");
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (Exception e) when (e is HttpRequestException or HttpOperationException or TaskCanceledException)
+            {
+                lastError = e.Message;
             }
 
-            Thread.Sleep(100);
+            if (clock.Elapsed > limit)
+            {
+                Assert.Fail($"{what}: not seen within {limit.TotalSeconds} s{(lastError is null ? "" : $" (last error: {lastError})")}\n{Output}");
+            }
+
+            await Task.Delay(100);
         }
     }
 
+    /// <summary>Stops every process, removes this cluster's objects from a shared server, the release, the lab and the rules.</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var daemon in _agents.Values)
+        foreach (var daemon in _agents.Values.Concat(_operators))
         {
             daemon.Dispose();
         }
 
-        Operator?.Dispose();
-        await Server.DisposeAsync();
-        Client.Dispose();
-        foreach (var router in new[] { "u2", "u5" })
+        if (Server is not null && !_ownsServer)
         {
-            Sh.Run(Programs.Agent, "cleanup", "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"));
+            await RemoveObjectsAsync();
         }
 
-        U2.Dispose();
-        U5.Dispose();
-        Lab.Dispose();
+        if (_release is not null)
+        {
+            await _release.DisposeAsync();
+        }
+
+        if (_ownsServer)
+        {
+            if (Server is not null)
+            {
+                await Server.DisposeAsync();
+            }
+
+            if (Fake is not null)
+            {
+                await Fake.DisposeAsync();
+            }
+        }
+
+        Admin.Dispose();
+        if (_lab is not null)
+        {
+            foreach (var router in Routers)
+            {
+                Sh.Run(Programs.Agent, "cleanup", "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"));
+            }
+
+            _lab.Dispose();
+        }
+
+        _u2?.Dispose();
+        _u5?.Dispose();
         Directory.Delete(_dir, recursive: true);
+    }
+
+    private async Task StartLabAsync(string mode)
+    {
+        _lab = new Lab(secondRouter: true);
+        _u2 = new TailscaledEmulator(_lab.Ns("u2"), "nft");
+        _u5 = new TailscaledEmulator(_lab.Ns("u5"), "legacy");
+        _u2.Run("start", mode);
+        _u5.Run(Lab.U5Tailscaled, "start", mode);
+        foreach (var router in Routers)
+        {
+            await Admin.CoreV1.CreateNodeAsync(new V1Node
+            {
+                Metadata = new V1ObjectMeta { Name = NodeName(router), Labels = new Dictionary<string, string> { [LabLabel] = Id, ["e2e.tscgnat.io/router"] = router } },
+            });
+        }
+    }
+
+    /// <summary>
+    /// The shared server outlives this cluster: its policies (finalizers dropped, as no operator is left to drop them),
+    /// node states and Nodes go, so the next test's operator finds nothing of this one's.
+    /// </summary>
+    private async Task RemoveObjectsAsync()
+    {
+        var policies = JsonNode.Parse(JsonSerializer.Serialize(await Admin.CustomObjects.ListClusterCustomObjectAsync(Group, Version, PolicyPlural)))!;
+        foreach (var name in policies["items"]!.AsArray().Select(p => (string)p!["metadata"]!["name"]!).Where(n => n.StartsWith(Id + "-", StringComparison.Ordinal)))
+        {
+            var noFinalizers = new JsonObject { ["metadata"] = new JsonObject { ["finalizers"] = null } };
+            await GoneOrDoneAsync(() => Admin.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(noFinalizers.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, PolicyPlural, name));
+            await GoneOrDoneAsync(() => Admin.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, PolicyPlural, name));
+        }
+
+        foreach (var state in await StatesAsync())
+        {
+            await GoneOrDoneAsync(() => Admin.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, StatePlural, (string)state["metadata"]!["name"]!));
+        }
+
+        foreach (var router in Routers)
+        {
+            await GoneOrDoneAsync(() => Admin.CoreV1.DeleteNodeAsync(NodeName(router)));
+        }
+    }
+
+    private static async Task GoneOrDoneAsync(Func<Task> request)
+    {
+        try
+        {
+            await request();
+        }
+        catch (HttpOperationException e) when (e.Response.StatusCode == HttpStatusCode.NotFound)
+        {
+            // Gone already (a policy whose finalizer was dropped meanwhile, a Node never made).
+        }
     }
 }
 
@@ -246,7 +475,7 @@ public sealed class Daemon : IDisposable
     private readonly StringBuilder _output = new();
     private readonly Process _process;
 
-    public Daemon(string name, string program, IEnumerable<string> args, string kubeconfig)
+    public Daemon(string name, string program, IEnumerable<string> args, string kubeconfig, IReadOnlyDictionary<string, string>? environment = null)
     {
         Name = name;
         var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -257,6 +486,11 @@ public sealed class Daemon : IDisposable
 
         info.Environment["KUBECONFIG"] = kubeconfig;
         info.Environment.Remove("NODE_NAME");
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[key] = value;
+        }
+
         _process = Process.Start(info)!;
         _process.OutputDataReceived += (_, e) => Append(e.Data);
         _process.ErrorDataReceived += (_, e) => Append(e.Data);
@@ -291,6 +525,16 @@ public sealed class Daemon : IDisposable
         if (!_process.WaitForExit(10_000))
         {
             _process.Kill();
+            _process.WaitForExit();
+        }
+    }
+
+    /// <summary>SIGKILL (<c>kill -9</c>): no clean-up of any kind, as when the kernel or a node failure ends it.</summary>
+    public void Kill()
+    {
+        if (!_process.HasExited)
+        {
+            Sh.Run("kill", "-KILL", _process.Id.ToString(CultureInfo.InvariantCulture));
             _process.WaitForExit();
         }
     }
