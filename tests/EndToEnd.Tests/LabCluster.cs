@@ -40,6 +40,9 @@ public sealed class LabCluster : IAsyncDisposable
     /// <summary>The Lease the operator replicas elect a leader on (the program's default name).</summary>
     public const string LeaseName = "ts-cgnat-operator";
 
+    /// <summary>The operator's deletion timeout unless a scenario sets another (the program's default).</summary>
+    public const string DefaultDeletionTimeout = "5m";
+
     public static readonly TimeSpan Patience = TimeSpan.FromSeconds(60);
 
     private static readonly string[] Routers = ["u2", "u5"];
@@ -48,8 +51,10 @@ public sealed class LabCluster : IAsyncDisposable
     private readonly Dictionary<string, Daemon> _agents = [];
     private readonly Dictionary<string, string> _agentKubeconfigs = [];
     private readonly List<Daemon> _operators = [];
-    private readonly string _deletionTimeout;
     private readonly bool _ownsServer;
+    private string _deletionTimeout;
+    private int _operatorReplicas;
+    private bool _serverStopped;
     private ChartRelease? _release;
     private string _operatorKubeconfig = "";
     private Lab? _lab;
@@ -94,14 +99,14 @@ public sealed class LabCluster : IAsyncDisposable
     public IReadOnlyList<Daemon> Operators => _operators;
 
     /// <summary>Every node's agent and the operators with what they said, for failure messages.</summary>
-    public string Output => string.Join("\n", _operators.Concat(_agents.Values).Select(d => $"--- {d.Name}:\n{d.Output}"));
+    public string Output => string.Join("\n", _operators.Concat(_agents.Values).Select(d => $"--- {d.Name} (last 100 lines):\n{Tail(d.Output, 100)}"));
 
     /// <summary>
     /// Lab, the chart installed into the shared real API server (or a server of its own with <paramref name="ownServer"/>,
     /// for a test that stops it), the two Nodes, tailscaled in <paramref name="mode"/> on both routers,
     /// <paramref name="operators"/> operator replicas and both agents.
     /// </summary>
-    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = "5m", bool ownServer = false, int operators = 1)
+    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = DefaultDeletionTimeout, bool ownServer = false, int operators = 1)
     {
         var server = ownServer ? await KubeApiServer.KubeApiServer.StartAsync() : await SharedKubeApiServer.WithCrdsAsync();
         var cluster = new LabCluster(server.Client(), deletionTimeout, ownServer) { Server = server, AdminKubeconfig = server.AdminKubeconfig };
@@ -120,6 +125,7 @@ public sealed class LabCluster : IAsyncDisposable
                 cluster._agentKubeconfigs[router] = cluster._release.Kubeconfig($"agent-{router}", await cluster._release.AgentTokenAsync(cluster.NodeName(router)));
             }
 
+            cluster._operatorReplicas = operators;
             for (var i = 0; i < operators; i++)
             {
                 cluster.StartOperator();
@@ -152,6 +158,7 @@ public sealed class LabCluster : IAsyncDisposable
                 cluster._agentKubeconfigs[router] = kubeconfig;
             }
 
+            cluster._operatorReplicas = 1;
             cluster.StartOperator();
             cluster.StartAgent("u2");
             cluster.StartAgent("u5");
@@ -162,6 +169,91 @@ public sealed class LabCluster : IAsyncDisposable
             await cluster.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Before a scenario on a cluster that earlier scenarios used: the API server up, every agent running and as many
+    /// operator replicas as the cluster started with (a killed or exited one is replaced, as its DaemonSet or
+    /// Deployment would), both Nodes selected.
+    /// </summary>
+    public async Task EnsureRunningAsync()
+    {
+        if (_serverStopped)
+        {
+            await StartServerAgainAsync();
+        }
+
+        foreach (var router in Routers.Where(r => _agents[r].HasExited))
+        {
+            StartAgent(router);
+        }
+
+        foreach (var gone in _operators.Where(o => o.HasExited).ToList())
+        {
+            gone.Dispose();
+            _operators.Remove(gone);
+        }
+
+        while (_operators.Count < _operatorReplicas)
+        {
+            StartOperator();
+        }
+
+        foreach (var router in Routers)
+        {
+            await SelectAsync(router, selected: true);
+        }
+    }
+
+    /// <summary>
+    /// After a scenario: its policies deleted and gone (the operator lets go once both agents removed them), so the next
+    /// scenario starts with no exemption on either router; the operators back to the default deletion timeout.
+    /// </summary>
+    public async Task ResetAsync()
+    {
+        await EnsureRunningAsync();
+        foreach (var name in await PolicyNamesAsync())
+        {
+            await GoneOrDoneAsync(() => Admin.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, PolicyPlural, name));
+        }
+
+        await WaitForAsync(async () => (await PolicyNamesAsync()).Count == 0 && SourceSet("u2").Count == 0 && SourceSet("u5").Count == 0,
+            "every policy of the scenario gone and both routers without exemptions");
+        if (_deletionTimeout != DefaultDeletionTimeout)
+        {
+            RestartOperators(DefaultDeletionTimeout);
+        }
+    }
+
+    /// <summary>Stops every operator replica (SIGTERM: the leader releases the Lease) and starts as many with another deletion timeout.</summary>
+    public void RestartOperators(string deletionTimeout)
+    {
+        foreach (var replica in _operators)
+        {
+            replica.Stop();
+            replica.Dispose();
+        }
+
+        _operators.Clear();
+        _deletionTimeout = deletionTimeout;
+        while (_operators.Count < _operatorReplicas)
+        {
+            StartOperator();
+        }
+    }
+
+    /// <summary>Stops the API server (a server of the cluster's own only); etcd keeps the state.</summary>
+    public async Task StopServerAsync()
+    {
+        Assert.True(_ownsServer && Server is not null, "only a cluster with a server of its own may stop it");
+        _serverStopped = true;
+        await Server!.StopAsync();
+    }
+
+    public async Task StartServerAgainAsync()
+    {
+        await Server!.StartAgainAsync();
+        _serverStopped = false;
     }
 
     /// <summary>The Node name of a lab router.</summary>
@@ -253,6 +345,13 @@ public sealed class LabCluster : IAsyncDisposable
     public Task<JsonObject?> PolicyAsync(string policy) => GetAsync(PolicyPlural, PolicyName(policy));
 
     public Task<JsonObject?> StateAsync(string router) => GetAsync(StatePlural, NodeName(router));
+
+    /// <summary>The names of this cluster's policies on the server.</summary>
+    public async Task<IReadOnlyList<string>> PolicyNamesAsync()
+    {
+        var policies = JsonNode.Parse(JsonSerializer.Serialize(await Admin.CustomObjects.ListClusterCustomObjectAsync(Group, Version, PolicyPlural)))!;
+        return [.. policies["items"]!.AsArray().Select(p => (string)p!["metadata"]!["name"]!).Where(n => n.StartsWith(Id + "-", StringComparison.Ordinal))];
+    }
 
     /// <summary>Every CgnatNodeState whose name starts with this cluster's <see cref="Id"/>.</summary>
     public async Task<IReadOnlyList<JsonObject>> StatesAsync()
@@ -405,6 +504,8 @@ public sealed class LabCluster : IAsyncDisposable
         Directory.Delete(_dir, recursive: true);
     }
 
+    private static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
+
     private async Task StartLabAsync(string mode)
     {
         _lab = new Lab(secondRouter: true);
@@ -427,8 +528,7 @@ public sealed class LabCluster : IAsyncDisposable
     /// </summary>
     private async Task RemoveObjectsAsync()
     {
-        var policies = JsonNode.Parse(JsonSerializer.Serialize(await Admin.CustomObjects.ListClusterCustomObjectAsync(Group, Version, PolicyPlural)))!;
-        foreach (var name in policies["items"]!.AsArray().Select(p => (string)p!["metadata"]!["name"]!).Where(n => n.StartsWith(Id + "-", StringComparison.Ordinal)))
+        foreach (var name in await PolicyNamesAsync())
         {
             var noFinalizers = new JsonObject { ["metadata"] = new JsonObject { ["finalizers"] = null } };
             await GoneOrDoneAsync(() => Admin.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(noFinalizers.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, PolicyPlural, name));
@@ -474,6 +574,7 @@ public sealed class Daemon : IDisposable
 {
     private readonly StringBuilder _output = new();
     private readonly Process _process;
+    private bool _disposed;
 
     public Daemon(string name, string program, IEnumerable<string> args, string kubeconfig, IReadOnlyDictionary<string, string>? environment = null)
     {
@@ -500,7 +601,7 @@ public sealed class Daemon : IDisposable
 
     public string Name { get; }
 
-    public bool HasExited => _process.HasExited;
+    public bool HasExited => _disposed || _process.HasExited;
 
     public string Output
     {
@@ -516,7 +617,7 @@ public sealed class Daemon : IDisposable
     /// <summary>SIGTERM, then waits for the exit.</summary>
     public void Stop()
     {
-        if (_process.HasExited)
+        if (HasExited)
         {
             return;
         }
@@ -532,7 +633,7 @@ public sealed class Daemon : IDisposable
     /// <summary>SIGKILL (<c>kill -9</c>): no clean-up of any kind, as when the kernel or a node failure ends it.</summary>
     public void Kill()
     {
-        if (!_process.HasExited)
+        if (!HasExited)
         {
             Sh.Run("kill", "-KILL", _process.Id.ToString(CultureInfo.InvariantCulture));
             _process.WaitForExit();
@@ -541,6 +642,12 @@ public sealed class Daemon : IDisposable
 
     public void Dispose()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         if (!_process.HasExited)
         {
             _process.Kill();
