@@ -14,7 +14,7 @@ namespace TsCgnat.EndToEnd.Tests;
 /// </summary>
 public sealed class ChartRelease : IAsyncDisposable
 {
-    /// <summary>The chart's Pod spec passes NODE_NAME (from spec.nodeName) and POD_NAMESPACE (the Lease's namespace).</summary>
+    /// <summary>The API server's service account issuer, also its default audience (see tests/KubeApiServer).</summary>
     private const string Issuer = "https://kubernetes.default.svc";
 
     private readonly KubeApiServer.KubeApiServer _server;

@@ -34,6 +34,7 @@ public sealed class ClusterEndToEndTests(LabClusterFixture lab, ITestOutputHelpe
         if (_cluster is not null)
         {
             await _cluster.ResetAsync();
+            _cluster.Trace = null;
         }
     }
 
@@ -325,11 +326,12 @@ public sealed class ClusterEndToEndTests(LabClusterFixture lab, ITestOutputHelpe
     {
         Privileges.RequireNetns();
         _cluster = await lab.GetAsync();
-        if (lab.StartedIn is { } startedIn)
+        if (lab.TakeStartTime() is { } startedIn)
         {
-            output.WriteLine($"shared lab cluster started in {startedIn.TotalSeconds:F1} s");
+            output.WriteLine($"the class's lab cluster started in {startedIn.TotalSeconds:F1} s");
         }
 
+        _cluster.Trace = output.WriteLine;
         await _cluster.EnsureRunningAsync();
         return _cluster;
     }

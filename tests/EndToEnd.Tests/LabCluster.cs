@@ -24,8 +24,8 @@ namespace TsCgnat.EndToEnd.Tests;
 /// On the real server the chart is installed with helm (<see cref="ChartRelease"/>) and every program runs as the
 /// chart's service account with a TokenRequest token, each agent's bound to a Pod placed on its Node: the RBAC and
 /// the admission policy they meet are the chart's. The programs get the flags and environment the chart's Pod specs
-/// give them. Everything is named after <see cref="Id"/> (Nodes, policies, the release and its namespace), because
-/// the server is shared by the tests of the assembly; the policies select Nodes by <see cref="LabLabel"/> = Id.
+/// give them. Everything is named after <see cref="Id"/> (Nodes, policies, the release and its namespace); the
+/// policies select Nodes by <see cref="LabLabel"/> = Id.
 /// </remarks>
 public sealed class LabCluster : IAsyncDisposable
 {
@@ -51,7 +51,6 @@ public sealed class LabCluster : IAsyncDisposable
     private readonly Dictionary<string, Daemon> _agents = [];
     private readonly Dictionary<string, string> _agentKubeconfigs = [];
     private readonly List<Daemon> _operators = [];
-    private readonly bool _ownsServer;
     private string _deletionTimeout;
     private int _operatorReplicas;
     private bool _serverStopped;
@@ -61,13 +60,12 @@ public sealed class LabCluster : IAsyncDisposable
     private TailscaledEmulator? _u2;
     private TailscaledEmulator? _u5;
 
-    private LabCluster(Kubernetes admin, string deletionTimeout, bool ownsServer)
+    private LabCluster(Kubernetes admin, string deletionTimeout)
     {
         Id = UniqueName.For("e2e-");
         _dir = Directory.CreateTempSubdirectory("tscgnat-e2e-").FullName;
         Admin = admin;
         _deletionTimeout = deletionTimeout;
-        _ownsServer = ownsServer;
     }
 
     /// <summary>This cluster's prefix of every name it makes, and the value of <see cref="LabLabel"/> on its Nodes.</summary>
@@ -98,25 +96,24 @@ public sealed class LabCluster : IAsyncDisposable
 
     public IReadOnlyList<Daemon> Operators => _operators;
 
+    /// <summary>Where each wait says how long it took (a scenario's test output), or nowhere.</summary>
+    public Action<string>? Trace { get; set; }
+
     /// <summary>Every node's agent and the operators with what they said, for failure messages.</summary>
     public string Output => string.Join("\n", _operators.Concat(_agents.Values).Select(d => $"--- {d.Name} (last 100 lines):\n{Tail(d.Output, 100)}"));
 
     /// <summary>
-    /// Lab, the chart installed into the shared real API server (or a server of its own with <paramref name="ownServer"/>,
-    /// for a test that stops it), the two Nodes, tailscaled in <paramref name="mode"/> on both routers,
+    /// Lab, a real API server of the cluster's own (scenarios stop it; it costs a few seconds to start) with our CRDs,
+    /// the chart installed, the two Nodes, tailscaled in <paramref name="mode"/> on both routers,
     /// <paramref name="operators"/> operator replicas and both agents.
     /// </summary>
-    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = DefaultDeletionTimeout, bool ownServer = false, int operators = 1)
+    public static async Task<LabCluster> StartAsync(string mode = "on", string deletionTimeout = DefaultDeletionTimeout, int operators = 1)
     {
-        var server = ownServer ? await KubeApiServer.KubeApiServer.StartAsync() : await SharedKubeApiServer.WithCrdsAsync();
-        var cluster = new LabCluster(server.Client(), deletionTimeout, ownServer) { Server = server, AdminKubeconfig = server.AdminKubeconfig };
+        var server = await KubeApiServer.KubeApiServer.StartAsync();
+        var cluster = new LabCluster(server.Client(), deletionTimeout) { Server = server, AdminKubeconfig = server.AdminKubeconfig };
         try
         {
-            if (ownServer)
-            {
-                SharedKubeApiServer.InstallCrds(server, Path.Combine(Repo.Root, "config", "crds"));
-            }
-
+            SharedKubeApiServer.InstallCrds(server, Path.Combine(Repo.Root, "config", "crds"));
             cluster._release = await ChartRelease.InstallAsync(server, cluster.Id, cluster._dir);
             await cluster.StartLabAsync(mode);
             cluster._operatorKubeconfig = cluster._release.Kubeconfig("operator", await cluster._release.OperatorTokenAsync());
@@ -146,7 +143,7 @@ public sealed class LabCluster : IAsyncDisposable
     public static async Task<LabCluster> StartOnFakeApiServerAsync(string mode = "on")
     {
         var fake = await FakeApiServer.StartAsync();
-        var cluster = new LabCluster(new Kubernetes(fake.ClientConfiguration()), "5m", ownsServer: true) { Fake = fake };
+        var cluster = new LabCluster(new Kubernetes(fake.ClientConfiguration()), DefaultDeletionTimeout) { Fake = fake };
         try
         {
             var kubeconfig = fake.WriteKubeconfig(Path.Combine(cluster._dir, "kubeconfig"));
@@ -245,7 +242,7 @@ public sealed class LabCluster : IAsyncDisposable
     /// <summary>Stops the API server (a server of the cluster's own only); etcd keeps the state.</summary>
     public async Task StopServerAsync()
     {
-        Assert.True(_ownsServer && Server is not null, "only a cluster with a server of its own may stop it");
+        Assert.NotNull(Server);
         _serverStopped = true;
         await Server!.StopAsync();
     }
@@ -440,6 +437,7 @@ public sealed class LabCluster : IAsyncDisposable
             {
                 if (await condition())
                 {
+                    Trace?.Invoke($"[{clock.Elapsed.TotalSeconds,5:F1} s] {what}");
                     return;
                 }
             }
@@ -457,7 +455,7 @@ public sealed class LabCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Stops every process, removes this cluster's objects from a shared server, the release, the lab and the rules.</summary>
+    /// <summary>Stops every process, uninstalls the release, stops the API server, removes the rules and the lab.</summary>
     public async ValueTask DisposeAsync()
     {
         foreach (var daemon in _agents.Values.Concat(_operators))
@@ -465,27 +463,19 @@ public sealed class LabCluster : IAsyncDisposable
             daemon.Dispose();
         }
 
-        if (Server is not null && !_ownsServer)
-        {
-            await RemoveObjectsAsync();
-        }
-
         if (_release is not null)
         {
             await _release.DisposeAsync();
         }
 
-        if (_ownsServer)
+        if (Server is not null)
         {
-            if (Server is not null)
-            {
-                await Server.DisposeAsync();
-            }
+            await Server.DisposeAsync();
+        }
 
-            if (Fake is not null)
-            {
-                await Fake.DisposeAsync();
-            }
+        if (Fake is not null)
+        {
+            await Fake.DisposeAsync();
         }
 
         Admin.Dispose();
@@ -519,30 +509,6 @@ public sealed class LabCluster : IAsyncDisposable
             {
                 Metadata = new V1ObjectMeta { Name = NodeName(router), Labels = new Dictionary<string, string> { [LabLabel] = Id, ["e2e.tscgnat.io/router"] = router } },
             });
-        }
-    }
-
-    /// <summary>
-    /// The shared server outlives this cluster: its policies (finalizers dropped, as no operator is left to drop them),
-    /// node states and Nodes go, so the next test's operator finds nothing of this one's.
-    /// </summary>
-    private async Task RemoveObjectsAsync()
-    {
-        foreach (var name in await PolicyNamesAsync())
-        {
-            var noFinalizers = new JsonObject { ["metadata"] = new JsonObject { ["finalizers"] = null } };
-            await GoneOrDoneAsync(() => Admin.CustomObjects.PatchClusterCustomObjectAsync(new V1Patch(noFinalizers.ToJsonString(), V1Patch.PatchType.MergePatch), Group, Version, PolicyPlural, name));
-            await GoneOrDoneAsync(() => Admin.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, PolicyPlural, name));
-        }
-
-        foreach (var state in await StatesAsync())
-        {
-            await GoneOrDoneAsync(() => Admin.CustomObjects.DeleteClusterCustomObjectAsync(Group, Version, StatePlural, (string)state["metadata"]!["name"]!));
-        }
-
-        foreach (var router in Routers)
-        {
-            await GoneOrDoneAsync(() => Admin.CoreV1.DeleteNodeAsync(NodeName(router)));
         }
     }
 

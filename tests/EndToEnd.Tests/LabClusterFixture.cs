@@ -16,8 +16,18 @@ public sealed class LabClusterFixture : IAsyncLifetime
     private readonly Lock _gate = new();
     private Task<LabCluster>? _starting;
 
-    /// <summary>How long the start took, for the scenarios' output.</summary>
-    public TimeSpan? StartedIn { get; private set; }
+    private TimeSpan? _startedIn;
+
+    /// <summary>How long the start took, once: for the output of the scenario that waited for it.</summary>
+    public TimeSpan? TakeStartTime()
+    {
+        lock (_gate)
+        {
+            var startedIn = _startedIn;
+            _startedIn = null;
+            return startedIn;
+        }
+    }
 
     public Task<LabCluster> GetAsync()
     {
@@ -46,8 +56,12 @@ public sealed class LabClusterFixture : IAsyncLifetime
     private async Task<LabCluster> StartAsync()
     {
         var clock = Stopwatch.StartNew();
-        var cluster = await LabCluster.StartAsync(ownServer: true, operators: 2);
-        StartedIn = clock.Elapsed;
+        var cluster = await LabCluster.StartAsync(operators: 2);
+        lock (_gate)
+        {
+            _startedIn = clock.Elapsed;
+        }
+
         return cluster;
     }
 }

@@ -37,9 +37,16 @@ public sealed class SecurityOnKubeApiServerTests(ITestOutputHelper output)
         var admin = release.Admin;
         var names = new Dictionary<string, string>
         {
-            ["node-a"] = $"{id}-node-a", ["node-b"] = $"{id}-node-b", ["node-c"] = $"{id}-node-c", ["node-gone"] = $"{id}-node-gone",
-            ["a-policy"] = $"{id}-policy", ["a-secret"] = $"{id}-secret", ["a-lease"] = $"{id}-lease",
-            ["agent-event"] = $"{id}-agent-event", ["operator-event"] = $"{id}-operator-event", ["-"] = "",
+            ["node-a"] = $"{id}-node-a",
+            ["node-b"] = $"{id}-node-b",
+            ["node-c"] = $"{id}-node-c",
+            ["node-gone"] = $"{id}-node-gone",
+            ["a-policy"] = $"{id}-policy",
+            ["a-secret"] = $"{id}-secret",
+            ["a-lease"] = $"{id}-lease",
+            ["agent-event"] = $"{id}-agent-event",
+            ["operator-event"] = $"{id}-operator-event",
+            ["-"] = "",
         };
         try
         {
