@@ -591,17 +591,20 @@ public sealed class Daemon : IDisposable
         Sh.Run("kill", "-TERM", _process.Id.ToString(CultureInfo.InvariantCulture));
         if (!_process.WaitForExit(10_000))
         {
-            _process.Kill();
+            _process.Kill(entireProcessTree: true);
             _process.WaitForExit();
         }
     }
 
-    /// <summary>SIGKILL (<c>kill -9</c>): no clean-up of any kind, as when the kernel or a node failure ends it.</summary>
+    /// <summary>
+    /// SIGKILL (<c>kill -9</c>) to the program and its children (the agent's <c>nft monitor</c>), as when its container
+    /// or its systemd unit's control group is killed: no clean-up of any kind. Killed alone, the child would live on.
+    /// </summary>
     public void Kill()
     {
         if (!HasExited)
         {
-            Sh.Run("kill", "-KILL", _process.Id.ToString(CultureInfo.InvariantCulture));
+            _process.Kill(entireProcessTree: true);
             _process.WaitForExit();
         }
     }
@@ -616,7 +619,7 @@ public sealed class Daemon : IDisposable
         _disposed = true;
         if (!_process.HasExited)
         {
-            _process.Kill();
+            _process.Kill(entireProcessTree: true);
             _process.WaitForExit();
         }
 
