@@ -39,22 +39,23 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
         var binary = Privileges.RequireTool("prometheus", "prometheus");
         var clock = Stopwatch.StartNew();
         void Phase(string done) => output.WriteLine($"{clock.Elapsed.TotalSeconds,6:F1} s  {done}");
-        await using var cluster = await LabCluster.StartAsync(metrics: true);
-        using var prometheus = new PrometheusServer(binary, ScrapeConfigs(cluster.MetricsPorts), Rules);
+        // On the fake API server: the test refuses status writes on demand to make both programs count an apply error.
+        await using var cluster = await LabCluster.StartOnFakeApiServerAsync(metrics: true);
+        using var prometheus = new PrometheusServer(binary, ScrapeConfigs(cluster, cluster.MetricsPorts), Rules);
         prometheus.WaitReady(Patience);
         Eventually(() => prometheus.Vector("up == 1").Count == 3, "all three targets up", prometheus, cluster);
         Phase("lab, operator, agents and Prometheus up");
 
         RefuseNextStatusWrites(cluster);
         await cluster.CreatePolicyAsync("lab", U2Lan, U5Lan);
-        cluster.WaitFor(() => cluster.Nodes("lab") == "2/2" && LabCluster.Condition(cluster.Policy("lab"), "Ready") == "True", "policy lab Ready with 2/2");
+        await cluster.WaitForAsync(async () => await cluster.NodesAsync("lab") == "2/2" && LabCluster.Condition(await cluster.PolicyAsync("lab"), "Ready") == "True", "policy lab Ready with 2/2");
         Phase("policy lab Ready 2/2");
         for (var repairs = 1; repairs <= 2; repairs++)
         {
             cluster.U2.Run("restart"); // tailscaled flushes its chains, and our exemptions in them with them
             var expected = repairs;
-            cluster.WaitFor(() => (long?)cluster.State("u2")?["status"]?["driftRepairs"] >= expected, $"u2 counts repair {expected}");
-            Eventually(() => prometheus.Vector("sum(tscgnat_drift_repairs_total{node=\"node-u2\"})") is [var (_, total)] && total >= expected,
+            await cluster.WaitForAsync(async () => (long?)(await cluster.StateAsync("u2"))?["status"]?["driftRepairs"] >= expected, $"u2 counts repair {expected}");
+            Eventually(() => prometheus.Vector($"sum(tscgnat_drift_repairs_total{{node=\"{cluster.NodeName("u2")}\"}})") is [var (_, total)] && total >= expected,
                 $"Prometheus scraped repair {expected}", prometheus, cluster);
             Phase($"repair {expected} scraped");
         }
@@ -93,18 +94,18 @@ public sealed class PrometheusScrapeTests(ITestOutputHelper output)
     /// <summary>One status write of each program is refused (503): the agent on u5 and the operator each count an apply error in stage status, then retry.</summary>
     private static void RefuseNextStatusWrites(LabCluster cluster)
     {
-        cluster.Server.FailNext(r => r.Verb == "patch" && r.Path.EndsWith($"/{LabCluster.StatePlural}/{LabCluster.NodeName("u5")}/status", StringComparison.Ordinal), 503);
-        cluster.Server.FailNext(r => r.Verb == "patch" && r.Path.EndsWith($"/{LabCluster.PolicyPlural}/lab/status", StringComparison.Ordinal), 503);
+        cluster.Fake!.FailNext(r => r.Verb == "patch" && r.Path.EndsWith($"/{LabCluster.StatePlural}/{cluster.NodeName("u5")}/status", StringComparison.Ordinal), 503);
+        cluster.Fake!.FailNext(r => r.Verb == "patch" && r.Path.EndsWith($"/{LabCluster.PolicyPlural}/{cluster.PolicyName("lab")}/status", StringComparison.Ordinal), 503);
     }
 
     /// <summary>The job names the alert rules select, as the chart's ServiceMonitors give them; the agents with their node.</summary>
-    private static string ScrapeConfigs(IReadOnlyDictionary<string, int> ports) => $"""
+    private static string ScrapeConfigs(LabCluster cluster, IReadOnlyDictionary<string, int> ports) => $"""
           - job_name: ts-cgnat-agent
             static_configs:
               - targets: ['127.0.0.1:{ports["u2"]}']
-                labels: {"{"} node: {LabCluster.NodeName("u2")} {"}"}
+                labels: {"{"} node: {cluster.NodeName("u2")} {"}"}
               - targets: ['127.0.0.1:{ports["u5"]}']
-                labels: {"{"} node: {LabCluster.NodeName("u5")} {"}"}
+                labels: {"{"} node: {cluster.NodeName("u5")} {"}"}
           - job_name: ts-cgnat-operator
             static_configs:
               - targets: ['127.0.0.1:{ports["operator"]}']
