@@ -8,7 +8,14 @@ using TsCgnat.TestSupport;
 namespace TsCgnat.Bench.Cli;
 
 /// <summary>One row of the process table: medians over the fresh namespaces of one back end and size.</summary>
-internal sealed record Row(string Backend, int N, double VersionMs, double VersionRssMb, double ApplyMs, double FloorMs, double Ratio, double NoopMs, double ApplyRssMb);
+internal sealed record Row(string Backend, int N, double VersionMs, double VersionRssMb, double ApplyMs, double FloorMs, double Ratio, double NoopMs, double ApplyRssMb)
+{
+    /// <summary>CPU (user + system) of version, the first apply and a no-op apply: the same work, less sensitive to the machine's load than wall time.</summary>
+    public (double Version, double Apply, double Noop) CpuMs { get; init; }
+
+    /// <summary>The ratio on CPU instead of wall: (apply CPU - version CPU) / floor CPU, the apply's children and the floor's processes included.</summary>
+    public double CpuRatio { get; init; }
+}
 
 /// <summary>The idle agent: the largest VmRSS and RssAnon sampled, and the CPU it used while sampled.</summary>
 internal sealed record Idle(string Label, double RssMb, double AnonMb, double FileMb, long CpuTicks);
@@ -119,7 +126,9 @@ internal sealed class CliBench(Options options) : IDisposable
         string[] prefix = Path.GetFileNameWithoutExtension(self) == "dotnet" ? [self, typeof(Probe).Assembly.Location] : [self];
         output.WriteLine($"whole processes, each row in {options.Repeat} fresh namespaces (medians); in each: {options.Repeat} version, the first apply, {options.Repeat} no-op applies, the floor");
         output.WriteLine("  ratio = (apply wall - version wall) / floor, per namespace; floor = ipset restore of the N members + iptables-restore --noflush of the rule matching the set");
-        output.WriteLine("backend  N       version_ms  version_MB  apply_ms  apply_MB  floor_ms  ratio  noop_ms  load");
+        output.WriteLine("  cpu = user + system CPU of the agent and the processes it started (wait4), version/apply/no-op: what the load average changes least;");
+        output.WriteLine("  cpu_ratio = the same ratio on CPU: (apply cpu - version cpu) / (cpu of the floor's two processes)");
+        output.WriteLine("backend  N       version_ms  version_MB  apply_ms  apply_MB  floor_ms  ratio  noop_ms  cpu_ms(version/apply/noop)  cpu_ratio  load");
         var rows = new List<Row>();
         foreach (var backend in options.Backends)
         {
@@ -149,6 +158,7 @@ internal sealed class CliBench(Options options) : IDisposable
                         var values = probe.StdOut.Trim().Split(' ').Select(kv => kv.Split('=', 2))
                             .ToDictionary(kv => kv[0], kv => double.Parse(kv[1], CultureInfo.InvariantCulture));
                         values["ratio"] = (values["apply_ms"] - values["version_ms"]) / values["floor_ms"];
+                        values["cpu_ratio"] = (values["apply_cpu_ms"] - values["version_cpu_ms"]) / values["floor_cpu_ms"];
                         results.Add(values);
                     }
                     finally
@@ -158,11 +168,15 @@ internal sealed class CliBench(Options options) : IDisposable
                 }
 
                 double M(string key) => Stats.Median(results.Select(r => r[key]));
-                var row = new Row(backend, n, M("version_ms"), M("version_rss_mb"), M("apply_ms"), M("floor_ms"), M("ratio"), M("noop_ms"), M("apply_rss_mb"));
+                var row = new Row(backend, n, M("version_ms"), M("version_rss_mb"), M("apply_ms"), M("floor_ms"), M("ratio"), M("noop_ms"), M("apply_rss_mb"))
+                {
+                    CpuMs = (M("version_cpu_ms"), M("apply_cpu_ms"), M("noop_cpu_ms")),
+                    CpuRatio = M("cpu_ratio"),
+                };
                 rows.Add(row);
                 output.WriteLine(string.Create(
                     CultureInfo.InvariantCulture,
-                    $"{backend,-8} {n,-6} {row.VersionMs,10:F1}  {row.VersionRssMb,10:F1}  {row.ApplyMs,8:F1}  {row.ApplyRssMb,8:F1}  {row.FloorMs,8:F1}  {row.Ratio,5:F2}  {row.NoopMs,7:F1}  {LoadAverage().Split(' ')[0]}"));
+                    $"{backend,-8} {n,-6} {row.VersionMs,10:F1}  {row.VersionRssMb,10:F1}  {row.ApplyMs,8:F1}  {row.ApplyRssMb,8:F1}  {row.FloorMs,8:F1}  {row.Ratio,5:F2}  {row.NoopMs,7:F1}  {$"{row.CpuMs.Version:F1}/{row.CpuMs.Apply:F1}/{row.CpuMs.Noop:F1}",26}  {row.CpuRatio,9:F2}  {LoadAverage().Split(' ')[0]}"));
             }
         }
 

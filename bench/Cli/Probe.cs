@@ -43,9 +43,11 @@ internal static class Probe
         var line = new StringBuilder();
         line.Append(CultureInfo.InvariantCulture, $"version_ms={Stats.Median(version.Select(v => v.WallMs)):F2} ");
         line.Append(CultureInfo.InvariantCulture, $"version_rss_mb={Stats.Median(version.Select(v => v.PeakRssMb)):F2} ");
+        line.Append(CultureInfo.InvariantCulture, $"version_cpu_ms={Stats.Median(version.Select(v => v.CpuMs)):F2} apply_cpu_ms={first.CpuMs:F2} ");
+        line.Append(CultureInfo.InvariantCulture, $"noop_cpu_ms={Stats.Median(noops.Select(v => v.CpuMs)):F2} ");
         line.Append(CultureInfo.InvariantCulture, $"apply_ms={first.WallMs:F2} apply_rss_mb={first.PeakRssMb:F2} ");
         line.Append(CultureInfo.InvariantCulture, $"noop_ms={Stats.Median(noops.Select(v => v.WallMs)):F2} noop_rss_mb={Stats.Median(noops.Select(v => v.PeakRssMb)):F2} ");
-        line.Append(CultureInfo.InvariantCulture, $"floor_ms={floor:F2}");
+        line.Append(CultureInfo.InvariantCulture, $"floor_ms={floor.WallMs:F2} floor_cpu_ms={floor.CpuMs:F2}");
         Console.WriteLine(line.ToString());
         return 0;
     }
@@ -54,7 +56,7 @@ internal static class Probe
     /// The floor of the issue: one <c>ipset restore</c> of the N members, then one <c>iptables-restore --noflush</c> of the
     /// rule that matches the set; the two processes one after the other, as the agent's writes are.
     /// </summary>
-    private static double Floor(int n, string backend)
+    private static (double WallMs, double CpuMs) Floor(int n, string backend)
     {
         var members = Path.GetTempFileName();
         var rule = Path.GetTempFileName();
@@ -70,7 +72,7 @@ internal static class Probe
             File.WriteAllText(rule, "*filter\n-A INPUT ! -i tailscale0 -m set --match-set TSCBFLOOR src -j ACCEPT\nCOMMIT\n");
             var ipset = Expect(Spawn.Run("ipset", ["restore"], members), "", "floor ipset restore");
             var restore = Expect(Spawn.Run($"iptables-{backend}-restore", ["--noflush"], rule), "", "floor iptables-restore");
-            return ipset.WallMs + restore.WallMs;
+            return (ipset.WallMs + restore.WallMs, ipset.CpuMs + restore.CpuMs);
         }
         finally
         {

@@ -3,8 +3,11 @@ using System.Runtime.InteropServices;
 
 namespace TsCgnat.Bench.Cli;
 
-/// <summary>What one finished child process cost: its wall time from spawn to reaped, its peak resident memory, its exit code.</summary>
-internal sealed record Finished(double WallMs, double PeakRssMb, int ExitCode, string StdOut, string StdErr)
+/// <summary>
+/// What one finished child process cost: its wall time from spawn to reaped, the CPU it used (user + system, its own
+/// threads; the figure a loaded machine changes least), its peak resident memory, its exit code.
+/// </summary>
+internal sealed record Finished(double WallMs, double CpuMs, double PeakRssMb, int ExitCode, string StdOut, string StdErr)
 {
     public bool Succeeded => ExitCode == 0;
 }
@@ -54,8 +57,9 @@ internal static partial class Spawn
 
             var wallMs = clock.Elapsed.TotalMilliseconds;
             var peakKb = Marshal.ReadInt64(usage, MaxRssOffset);
+            var cpuMs = Milliseconds(usage, 0) + Milliseconds(usage, 16); // ru_utime, ru_stime
             var exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
-            return new Finished(wallMs, peakKb / 1024.0, exitCode, File.ReadAllText(output), File.ReadAllText(errors));
+            return new Finished(wallMs, cpuMs, peakKb / 1024.0, exitCode, File.ReadAllText(output), File.ReadAllText(errors));
         }
         finally
         {
@@ -66,6 +70,10 @@ internal static partial class Spawn
             File.Delete(errors);
         }
     }
+
+    /// <summary>A struct timeval (seconds, microseconds) at <paramref name="offset"/>, in milliseconds.</summary>
+    private static double Milliseconds(IntPtr usage, int offset) =>
+        (Marshal.ReadInt64(usage, offset) * 1000.0) + (Marshal.ReadInt64(usage, offset + 8) / 1000.0);
 
     private static void Check(int result, string what)
     {
