@@ -125,69 +125,29 @@ internal sealed record Options(
         var manualMax = 1000;
         var deadline = TimeSpan.FromMinutes(30);
         var commandTimeout = TimeSpan.FromSeconds(120);
-        try
-        {
-            for (var i = 0; i < args.Length; i++)
-            {
-                string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
-                int Number(int min, int max)
-                {
-                    var name = args[i];
-                    var value = int.Parse(Value(), CultureInfo.InvariantCulture);
-                    return value >= min && value <= max ? value : throw new FormatException($"{name} must be between {min} and {max}");
-                }
-
-                switch (args[i])
-                {
-                    case "--sizes":
-                        sizes = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-                            .Select(s => int.Parse(s, CultureInfo.InvariantCulture))];
-                        if (sizes.Count == 0 || sizes.Any(n => n < 1 || n > MaxSize))
-                        {
-                            throw new FormatException($"--sizes: each size must be between 1 and {MaxSize} (the /24s in 100.64.0.0/10)");
-                        }
-
-                        break;
-                    case "--repeat":
-                        repeat = Number(1, 100);
-                        break;
-                    case "--profile":
-                        profile = true;
-                        break;
-                    case "--backends":
-                        backends = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b => b switch
-                        {
-                            "legacy" or "iptables-legacy" => IptablesBackend.Legacy,
-                            "nft" or "iptables-nft" => IptablesBackend.Nft,
-                            _ => throw new FormatException($"--backends: unknown back end '{b}' (legacy, nft)"),
-                        }).Distinct()];
-                        break;
-                    case "--manual-max":
-                        manualMax = Number(0, MaxSize);
-                        break;
-                    case "--timeout-minutes":
-                        deadline = TimeSpan.FromMinutes(Number(1, 24 * 60));
-                        break;
-                    case "--command-timeout-seconds":
-                        commandTimeout = TimeSpan.FromSeconds(Number(1, 3600));
-                        break;
-                    case "-h" or "--help":
-                        error.WriteLine(Usage);
-                        return null;
-                    default:
-                        throw new FormatException($"unknown argument '{args[i]}'");
-                }
-            }
-        }
-        catch (FormatException e)
-        {
-            error.WriteLine($"bench-apply: {e.Message}");
-            error.WriteLine(Usage);
-            return null;
-        }
-
-        return new Options(sizes, repeat, profile, backends, manualMax, deadline, commandTimeout);
+        var parsed = new BenchArguments("bench-apply", Usage)
+            .List("--sizes", Size, list => sizes = list)
+            .Number("--repeat", 1, 100, n => repeat = n)
+            .Flag("--profile", () => profile = true)
+            .List("--backends", Backend, list => backends = list)
+            .Number("--manual-max", 0, MaxSize, n => manualMax = n)
+            .Number("--timeout-minutes", 1, 24 * 60, n => deadline = TimeSpan.FromMinutes(n))
+            .Number("--command-timeout-seconds", 1, 3600, n => commandTimeout = TimeSpan.FromSeconds(n))
+            .TryParse(args, error);
+        return parsed ? new Options(sizes, repeat, profile, backends, manualMax, deadline, commandTimeout) : null;
     }
+
+    private static int Size(string text) =>
+        int.TryParse(text, CultureInfo.InvariantCulture, out var n) && n >= 1 && n <= MaxSize
+            ? n
+            : throw new FormatException($"--sizes: each size must be between 1 and {MaxSize} (the /24s in 100.64.0.0/10), not '{text}'");
+
+    private static IptablesBackend Backend(string name) => name switch
+    {
+        "legacy" or "iptables-legacy" => IptablesBackend.Legacy,
+        "nft" or "iptables-nft" => IptablesBackend.Nft,
+        _ => throw new FormatException($"--backends: unknown back end '{name}' (legacy, nft)"),
+    };
 }
 
 

@@ -12,8 +12,19 @@ const int Nodes = 5000;
 const int Policies = 50;
 const int Zones = 10;
 const int EveryNodePolicies = 10;   // the first 10 policies select every node; the other 40 one zone each
-var limitMb = 200.0;
 var idle = TimeSpan.FromSeconds(10);
+string? operatorPath = null;
+var limitMb = 200.0;
+var arguments = new BenchArguments("bench-operator-scale", """
+    usage: bench-operator-scale [--operator PATH]
+      --operator  the ts-cgnat-operator to run; a NativeAOT binary (dotnet publish src/Operator -c Release -r linux-x64
+                  -p:PublishAot=true -o DIR) is held to design section 10's 120 MB, the JIT build (the default,
+                  src/Operator/bin/Release) to 200 MB
+    """).Option("--operator", path => operatorPath = File.Exists(path) ? Path.GetFullPath(path) : throw new FormatException($"--operator: no file {path}"));
+if (!arguments.TryParse(args, Console.Error))
+{
+    return 64;
+}
 
 var loadBefore = LoadAverage();
 await using var server = await FakeApiServer.StartAsync();
@@ -35,11 +46,20 @@ for (var n = 0; n < Nodes; n++)
 Console.WriteLine($"seeded {Nodes} nodes, {Nodes} node states, {Policies} policies in {clock.Elapsed.TotalSeconds:F1} s");
 
 var kubeconfig = server.WriteKubeconfig(Path.Combine(Path.GetTempPath(), $"bench-operator-{Environment.ProcessId}.kubeconfig"));
-var program = Path.Combine(AppContext.BaseDirectory, "ts-cgnat-operator");
+var program = operatorPath ?? Path.Combine(AppContext.BaseDirectory, "ts-cgnat-operator");
 if (!File.Exists(program))
 {
     program = Path.Combine(Repo.Root, "src", "Operator", "bin", "Release", "net10.0", "ts-cgnat-operator");
 }
+
+// A NativeAOT binary stands alone; the JIT build has its ts-cgnat-operator.dll beside it.
+var nativeAot = !File.Exists(Path.ChangeExtension(program, ".dll"));
+if (nativeAot)
+{
+    limitMb = 120;
+}
+
+Console.WriteLine($"operator {program} ({(nativeAot ? "NativeAOT" : "JIT")}), memory target under {limitMb:F0} MB");
 
 var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
 foreach (var arg in new[] { "run", "--metrics-port", "0" })

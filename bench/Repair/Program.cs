@@ -185,77 +185,26 @@ internal sealed record Options(
         var settle = TimeSpan.FromMilliseconds(1000);
         var rewriteTimeout = TimeSpan.FromSeconds(180);
         var deadline = TimeSpan.FromMinutes(240);
-        try
-        {
-            for (var i = 0; i < args.Length; i++)
-            {
-                string Value() => i + 1 < args.Length ? args[++i] : throw new FormatException($"{args[i]} needs a value");
-                int Number(int min, int max)
-                {
-                    var name = args[i];
-                    var value = int.Parse(Value(), CultureInfo.InvariantCulture);
-                    return value >= min && value <= max ? value : throw new FormatException($"{name} must be between {min} and {max}");
-                }
-
-                switch (args[i])
-                {
-                    case "--iterations":
-                        iterations = Number(1, 10_000);
-                        break;
-                    case "--warmup":
-                        warmup = Number(0, 100);
-                        break;
-                    case "--poll-comparison":
-                        pollComparison = Number(0, 10_000);
-                        break;
-                    case "--backends":
-                        backends = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b => b switch
-                        {
-                            "legacy" or "iptables-legacy" => "legacy",
-                            "nft" or "iptables-nft" => "nft",
-                            "nftables" => "nftables",
-                            _ => throw new FormatException($"--backends: unknown back end '{b}' (legacy, nft, nftables)"),
-                        }).Distinct()];
-                        if (backends.Count == 0)
-                        {
-                            throw new FormatException("--backends: name at least one back end");
-                        }
-
-                        break;
-                    case "--rewrite":
-                        var kind = Value();
-                        rewrite = kind is "down-up" or "restart" ? kind : throw new FormatException("--rewrite must be down-up or restart");
-                        break;
-                    case "--agent":
-                        agent = Path.GetFullPath(Value());
-                        break;
-                    case "--policy":
-                        policy = Path.GetFullPath(Value());
-                        break;
-                    case "--settle-ms":
-                        settle = TimeSpan.FromMilliseconds(Number(100, 60_000));
-                        break;
-                    case "--rewrite-timeout-seconds":
-                        rewriteTimeout = TimeSpan.FromSeconds(Number(5, 3600));
-                        break;
-                    case "--timeout-minutes":
-                        deadline = TimeSpan.FromMinutes(Number(1, 24 * 60));
-                        break;
-                    case "-h" or "--help":
-                        error.WriteLine(Usage);
-                        return null;
-                    default:
-                        throw new FormatException($"unknown argument '{args[i]}'");
-                }
-            }
-        }
-        catch (FormatException e)
-        {
-            error.WriteLine($"bench-repair: {e.Message}");
-            error.WriteLine(Usage);
-            return null;
-        }
-
-        return new Options(backends, iterations, warmup, pollComparison, rewrite, agent, policy, settle, rewriteTimeout, deadline);
+        var parsed = new BenchArguments("bench-repair", Usage)
+            .Number("--iterations", 1, 10_000, n => iterations = n)
+            .Number("--warmup", 0, 100, n => warmup = n)
+            .Number("--poll-comparison", 0, 10_000, n => pollComparison = n)
+            .List("--backends", Backend, list => backends = list)
+            .Option("--rewrite", kind => rewrite = kind is "down-up" or "restart" ? kind : throw new FormatException("--rewrite must be down-up or restart"))
+            .Option("--agent", path => agent = Path.GetFullPath(path))
+            .Option("--policy", path => policy = Path.GetFullPath(path))
+            .Number("--settle-ms", 100, 60_000, n => settle = TimeSpan.FromMilliseconds(n))
+            .Number("--rewrite-timeout-seconds", 5, 3600, n => rewriteTimeout = TimeSpan.FromSeconds(n))
+            .Number("--timeout-minutes", 1, 24 * 60, n => deadline = TimeSpan.FromMinutes(n))
+            .TryParse(args, error);
+        return parsed ? new Options(backends, iterations, warmup, pollComparison, rewrite, agent, policy, settle, rewriteTimeout, deadline) : null;
     }
+
+    private static string Backend(string name) => name switch
+    {
+        "legacy" or "iptables-legacy" => "legacy",
+        "nft" or "iptables-nft" => "nft",
+        "nftables" => "nftables",
+        _ => throw new FormatException($"--backends: unknown back end '{name}' (legacy, nft, nftables)"),
+    };
 }

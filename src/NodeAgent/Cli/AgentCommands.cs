@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Reflection;
 using k8s;
 using k8s.Exceptions;
 using Microsoft.Extensions.DependencyInjection;
@@ -156,11 +155,7 @@ public static class AgentCommands
         cleanup.SetAction((parse, ct) => CleanupAsync(parse, ct));
 
         var version = new Command("version", "Print the version.");
-        version.SetAction(_ =>
-        {
-            Console.WriteLine($"ts-cgnat-agent {VersionText()}");
-            return ExitCodes.Done;
-        });
+        version.SetAction(_ => AgentVersion.Print()); // Program.cs answers a bare "version" before this tree is built
 
         return new RootCommand("ts-cgnat-agent: exempts chosen CGNAT sources from Tailscale's firewall drop, precisely and durably.")
         {
@@ -184,9 +179,6 @@ public static class AgentCommands
 
         return await parse.InvokeAsync();
     }
-
-    public static string VersionText() =>
-        typeof(AgentCommands).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
 
     private static FirewallSettings Settings(ParseResult parse) => new(
         parse.GetValue(TailscaleInterface)!,
@@ -347,11 +339,11 @@ public static class AgentCommands
         var log = host.Services.GetRequiredService<ILogger<AgentLoop>>();
         if (cluster)
         {
-            log.LogInformation("ts-cgnat-agent {Version} cluster mode on node {Node}: policies from the API server at {Server}", VersionText(), nodeName, kubeconfig!.Host);
+            log.LogInformation("ts-cgnat-agent {Version} cluster mode on node {Node}: policies from the API server at {Server}", AgentVersion.Text, nodeName, kubeconfig!.Host);
         }
         else
         {
-            log.LogInformation("ts-cgnat-agent {Version} host mode on {Node}: policies from {Paths}", VersionText(), nodeName ?? Environment.MachineName, string.Join(", ", paths));
+            log.LogInformation("ts-cgnat-agent {Version} host mode on {Node}: policies from {Paths}", AgentVersion.Text, nodeName ?? Environment.MachineName, string.Join(", ", paths));
         }
 
         try
