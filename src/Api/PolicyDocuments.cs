@@ -67,14 +67,13 @@ public static partial class PolicyDocuments
     {
         var (read, readProblems) = Read(text, source);
         var policies = new List<PolicyDocument>(read.Count);
-        var problems = new List<PolicyProblem>(readProblems);
+        var invalid = new List<(UnvalidatedPolicy Item, IReadOnlyList<FieldError> Errors)>();
         foreach (var item in read)
         {
             var errors = PolicyValidator.Validate(item.Policy, out var valid);
             if (errors.Count > 0)
             {
-                var lines = PolicyYaml.LinesOf(text, item.Document);
-                problems.AddRange(errors.Select(error => new PolicyProblem(source, item.Document, LineOf(error.Path, lines) ?? item.Line, error.Path, error.Message)));
+                invalid.Add((item, errors));
             }
 
             if (valid is not null)
@@ -83,7 +82,15 @@ public static partial class PolicyDocuments
             }
         }
 
-        return (policies, problems);
+        var problems = new List<PolicyProblem>(readProblems);
+        if (invalid.Count > 0)
+        {
+            var lines = Lines(text, invalid.SelectMany(i => i.Errors.Select(e => (i.Item.Document, (string?)e.Path))));
+            problems.AddRange(invalid.SelectMany(i => i.Errors.Select(e =>
+                new PolicyProblem(source, i.Item.Document, LineOf(i.Item.Document, e.Path, lines) ?? i.Item.Line, e.Path, e.Message))));
+        }
+
+        return (policies, [.. problems.OrderBy(p => p.Document ?? 0)]); // stable: each document's problems in field order
     }
 
     /// <summary>
@@ -95,6 +102,7 @@ public static partial class PolicyDocuments
     {
         var policies = new List<UnvalidatedPolicy>();
         var problems = new List<PolicyProblem>();
+        var unplaced = new List<int>(); // problems whose line is found once the text has been read
         var documents = 0;
         try
         {
@@ -116,7 +124,7 @@ public static partial class PolicyDocuments
                     return;
                 }
 
-                var policy = Bind(text, source, document, problems);
+                var policy = Bind(source, document, problems, unplaced);
                 if (policy is not null)
                 {
                     policies.Add(new UnvalidatedPolicy(source, document.Number, document.Line, policy));
@@ -137,6 +145,15 @@ public static partial class PolicyDocuments
             return ([], [new(source, null, null, null, $"YAML syntax error (an unclosed [ or {{?): {e.Message}")]);
         }
 
+        if (unplaced.Count > 0)
+        {
+            var lines = Lines(text, unplaced.Select(i => (problems[i].Document!.Value, problems[i].Path)));
+            foreach (var i in unplaced)
+            {
+                problems[i] = problems[i] with { Line = LineOf(problems[i].Document!.Value, problems[i].Path, lines) ?? problems[i].Line };
+            }
+        }
+
         if (policies.Count == 0 && problems.Count == 0)
         {
             problems.Add(new(source, null, null, null, $"holds no {CgnatAllowPolicy.KindName} document; an empty policy file is refused so that a truncated write never removes exemptions (to remove them all, delete the file from a policy directory, or run cleanup)"));
@@ -148,7 +165,7 @@ public static partial class PolicyDocuments
     /// <summary>Serialises a policy the way <see cref="Parse"/> reads it.</summary>
     public static string ToJson(CgnatAllowPolicy policy) => JsonSerializer.Serialize(policy, ApiJsonContext.Default.CgnatAllowPolicy);
 
-    private static CgnatAllowPolicy? Bind(string text, string source, PolicyYaml.Document document, List<PolicyProblem> problems)
+    private static CgnatAllowPolicy? Bind(string source, PolicyYaml.Document document, List<PolicyProblem> problems, List<int> unplaced)
     {
         CgnatAllowPolicy? policy;
         try
@@ -158,7 +175,8 @@ public static partial class PolicyDocuments
         catch (JsonException e)
         {
             var path = FieldPath(e.Path);
-            problems.Add(new(source, document.Number, LineOf(path, PolicyYaml.LinesOf(text, document.Number)) ?? document.Line, path, DescribeJsonError(e, path)));
+            unplaced.Add(problems.Count);
+            problems.Add(new(source, document.Number, document.Line, path, DescribeJsonError(e, path)));
             return null;
         }
 
@@ -176,20 +194,43 @@ public static partial class PolicyDocuments
     private static string? FieldPath(string? jsonPath) =>
         jsonPath is null ? null : jsonPath.TrimStart('$').TrimStart('.').Replace("['", ".", StringComparison.Ordinal).Replace("']", "", StringComparison.Ordinal);
 
-    private static int? LineOf(string? path, Dictionary<string, int> lines)
+    /// <summary>The lines of these fields and of every field above them (a problem with no line of its own takes its parent's).</summary>
+    private static Dictionary<(int Document, string Path), int> Lines(string text, IEnumerable<(int Document, string? Path)> fields)
     {
-        while (!string.IsNullOrEmpty(path))
+        var wanted = new Dictionary<int, HashSet<string>>();
+        foreach (var (document, path) in fields)
         {
-            if (lines.TryGetValue(path, out var line))
+            if (!wanted.TryGetValue(document, out var paths))
+            {
+                wanted[document] = paths = new HashSet<string>(StringComparer.Ordinal);
+            }
+
+            for (var p = path; !string.IsNullOrEmpty(p); p = Parent(p))
+            {
+                paths.Add(p);
+            }
+        }
+
+        return wanted.Count == 0 ? [] : PolicyYaml.LinesOf(text, wanted);
+    }
+
+    private static int? LineOf(int document, string? path, Dictionary<(int Document, string Path), int> lines)
+    {
+        for (var p = path; !string.IsNullOrEmpty(p); p = Parent(p))
+        {
+            if (lines.TryGetValue((document, p), out var line))
             {
                 return line;
             }
-
-            var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
-            path = cut > 0 ? path[..cut] : null;
         }
 
         return null;
+    }
+
+    private static string? Parent(string path)
+    {
+        var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
+        return cut > 0 ? path[..cut] : null;
     }
 
     private static string DescribeJsonError(JsonException e, string? path)

@@ -26,16 +26,19 @@ internal sealed class PolicyYamlException(int document, int line, string message
 internal sealed partial class PolicyYaml
 {
     private readonly Parser _parser;
-    private readonly Dictionary<string, int>? _lines;
+    private readonly Dictionary<(int Document, string Path), int>? _lines;
+    private readonly IReadOnlyDictionary<int, HashSet<string>>? _wanted;
+    private HashSet<string>? _wantedNow;
     private readonly List<HashSet<string>> _keys = [];
     private Utf8JsonWriter? _json;
     private int _nodes;
     private int _document;
 
-    private PolicyYaml(string text, Dictionary<string, int>? lines)
+    private PolicyYaml(string text, Dictionary<(int, string), int>? lines = null, IReadOnlyDictionary<int, HashSet<string>>? wanted = null)
     {
         _parser = new Parser(new StringReader(text));
         _lines = lines;
+        _wanted = wanted;
     }
 
     /// <summary>One document of the text: its number (from 1), the line of its root, and what it is.</summary>
@@ -52,8 +55,22 @@ internal sealed partial class PolicyYaml
     {
         var buffer = new ArrayBufferWriter<byte>(4096);
         using var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
-        var reader = new PolicyYaml(text, lines: null);
-        reader.Documents(number =>
+        var reader = new PolicyYaml(text);
+        try
+        {
+            reader.Read(buffer, json, each);
+        }
+        catch (ArgumentException e)
+        {
+            // YamlDotNet's TagName throws this for a tag that is no URI, such as !<:> (found by fuzzing, issue 10).
+            // The parser has no mark for it: the line is that of the last event read, just before the tag.
+            throw new PolicyYamlException(Math.Max(1, reader._document), reader._parser.Current is { } last ? Line(last) : 1, $"YAML syntax error: {e.Message}");
+        }
+    }
+
+    private void Read(ArrayBufferWriter<byte> buffer, Utf8JsonWriter json, Action<Document> each)
+    {
+        Documents(number =>
         {
             buffer.ResetWrittenCount();
             json.Reset(buffer);
@@ -61,24 +78,25 @@ internal sealed partial class PolicyYaml
         }, (number, line, problem) =>
         {
             json.Flush();
-            each(new Document(number, line, problem is null ? buffer.WrittenMemory : default, problem, reader._keys.Count > 0 ? reader._keys[0] : new HashSet<string>()));
+            each(new Document(number, line, problem is null ? buffer.WrittenMemory : default, problem, _keys.Count > 0 ? _keys[0] : new HashSet<string>()));
         });
     }
 
     /// <summary>
-    /// The line of every field path ("spec.allowedSources[0].cidr") of document <paramref name="number"/>.
-    /// Read again only when a document has a problem to place: the common, valid case builds no paths.
+    /// The lines of the <paramref name="wanted"/> field paths ("spec.allowedSources[0].cidr"), by document number:
+    /// one more reading of the text, only when problems need placing, and only the wanted paths are kept. The
+    /// common, valid case builds no paths at all.
     /// </summary>
-    public static Dictionary<string, int> LinesOf(string text, int number)
+    public static Dictionary<(int Document, string Path), int> LinesOf(string text, IReadOnlyDictionary<int, HashSet<string>> wanted)
     {
-        var lines = new Dictionary<string, int>(StringComparer.Ordinal);
+        var lines = new Dictionary<(int, string), int>();
         try
         {
-            new PolicyYaml(text.TrimStart('\uFEFF'), lines).Documents(n => null, (_, _, _) => { }, stopAfter: number);
+            new PolicyYaml(text.TrimStart('\uFEFF'), lines, wanted).Documents(n => null, (_, _, _) => { }, stopAfter: wanted.Keys.Max());
         }
-        catch (Exception e) when (e is YamlException or PolicyYamlException)
+        catch (Exception e) when (e is YamlException or PolicyYamlException or ArgumentException)
         {
-            // The first reading of the same text got past this document, so this cannot happen; lines are a nicety.
+            // The first reading of the same text got past these documents, so this cannot happen; lines are a nicety.
         }
 
         return lines;
@@ -98,7 +116,8 @@ internal sealed partial class PolicyYaml
             _parser.MoveNext();
             var root = _parser.Current!;
             var line = Line(root);
-            var collect = _lines is not null && _document == stopAfter;
+            _wantedNow = null;
+            var collect = _wanted is not null && _wanted.TryGetValue(_document, out _wantedNow);
             if (root is Scalar { Value: "" } || root is Scalar { Style: ScalarStyle.Plain, Value: "~" or "null" })
             {
                 _parser.MoveNext(); // an empty document, e.g. after a trailing "---", as kubectl skips it
@@ -136,9 +155,9 @@ internal sealed partial class PolicyYaml
         var node = _parser.Current!;
         Count(node);
         Plain(node);
-        if (path is not null)
+        if (path is not null && _wantedNow!.Contains(path))
         {
-            _lines!.TryAdd(path, Line(node));
+            _lines!.TryAdd((_document, path), Line(node));
         }
 
         switch (node)

@@ -124,6 +124,18 @@ public class HostileYamlTests
         Assert.Contains("unpaired UTF-16 surrogate", SingleProblem(Header() + "spec:\n  x: a\uDC00b\n").Message, StringComparison.Ordinal);
     }
 
+    /// <summary>Found by fuzzing (tests/Fuzz, target policy-yaml): YamlDotNet threw ArgumentException for a verbatim tag that is no URI.</summary>
+    [Theory]
+    [InlineData("!<:> x\n", 1)]
+    [InlineData("apiVersion: tscgnat.io/v1alpha1\nkind: CgnatAllowPolicy\nmetadata: {name: lab}\nspec: !<:> {}\n", 4)]
+    public void A_tag_that_is_no_URI_is_a_YAML_syntax_error_not_an_exception(string text, int line)
+    {
+        var problem = SingleProblem(text);
+
+        Assert.Equal(line, problem.Line);
+        Assert.Contains("YAML syntax error: Global tags must be valid URIs", problem.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("1e999")]  // no finite double: read as a string
     [InlineData("-.5e-400")]
@@ -134,6 +146,32 @@ public class HostileYamlTests
 
         Assert.Equal("spec.allowBroadRanges", problem.Path);
         Assert.Contains("has the wrong type (expected true or false)", problem.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Every problem's line is found in one more reading of the text, whatever the number of bad documents:
+    /// reading again up to each bad document would cost a 4 MiB file of 1024 bad documents minutes. Even
+    /// documents fail binding (an unknown field), odd ones the validator (a CIDR outside the range).
+    /// </summary>
+    [Fact]
+    public void Problems_in_many_documents_are_each_placed_at_their_own_line()
+    {
+        var text = new StringBuilder();
+        for (var i = 0; i < PolicyDocuments.MaxDocuments; i++)
+        {
+            var entry = i % 2 == 0 ? "  - {cidr: 100.64.0.0/24, port: 1}" : "  - cidr: 10.0.0.0/8";
+            text.Append("---\n").Append(Named($"p{i}", "allowedSources:", entry)); // 8 lines: the entry is the last
+        }
+
+        var (policies, problems) = Parse(text.ToString());
+
+        Assert.Empty(policies);
+        Assert.Equal(PolicyDocuments.MaxDocuments, problems.Count);
+        for (var i = 0; i < PolicyDocuments.MaxDocuments; i++)
+        {
+            var expected = (i + 1, (8 * i) + 8, i % 2 == 0 ? "spec.allowedSources[0].port" : "spec.allowedSources[0].cidr");
+            Assert.Equal(expected, (problems[i].Document!.Value, problems[i].Line!.Value, problems[i].Path));
+        }
     }
 
     [Fact]
