@@ -27,6 +27,9 @@ for dll in TsCgnat.Api TsCgnat.Firewall TsCgnat.Kube ts-cgnat-agent YamlDotNet K
   sharpfuzz "$bin/$dll.dll" >/dev/null
 done
 
+# The targets write their files (kubeconfig, state cache) in a temp directory of their own: keep those under $out.
+mkdir -p "$out/tmp"
+export TMPDIR="$out/tmp"
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(dotnet "$bin/TsCgnat.Fuzz.dll" list)
 
