@@ -1,10 +1,8 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
 
 namespace TsCgnat.Api;
 
@@ -31,105 +29,128 @@ public sealed record PolicyProblem(string Source, int? Document, int? Line, stri
 /// <summary>A policy read from text and validated, with where it came from.</summary>
 public sealed record PolicyDocument(string Source, int Document, CgnatAllowPolicy Policy, ValidatedPolicy Valid);
 
+/// <summary>A policy object read from YAML and bound to its type, not yet validated.</summary>
+/// <param name="Line">The line of the document's root, where a problem with no better place is reported.</param>
+public sealed record UnvalidatedPolicy(string Source, int Document, int Line, CgnatAllowPolicy Policy);
+
 /// <summary>
 /// Reads the YAML a user would <c>kubectl apply</c>: one or more <c>CgnatAllowPolicy</c> documents.
 /// </summary>
 /// <remarks>
 /// KubernetesYaml ignores unknown fields, which for a firewall policy turns a typo into a silently
-/// missing exemption. So YAML is turned into a JSON tree here (remembering each field's line) and
-/// bound with the strict, source-generated <see cref="ApiJsonContext"/>: unknown fields fail, as the
-/// API server does with a structural schema and strict field validation.
+/// missing exemption. So YAML is turned into JSON here and bound with the strict, source-generated
+/// <see cref="ApiJsonContext"/>: unknown fields fail, as the API server does with a structural schema and
+/// strict field validation. The YAML is read event by event within the limits below (<see cref="PolicyYaml"/>):
+/// a policy file is outside text, and may be hostile (issue 10). docs/limits.md lists every limit.
 /// </remarks>
 public static partial class PolicyDocuments
 {
+    /// <summary>YAML documents in one text (one file): far more policies than anyone keeps in one file.</summary>
+    public const int MaxDocuments = 1024;
+
+    /// <summary>Lists and maps inside each other: a policy needs 6 (spec.nodeSelector.matchExpressions[0].values[0]).</summary>
+    public const int MaxDepth = 32;
+
+    /// <summary>Keys and values in one text: a full policy (4 lists of 1024 entries, 16 interfaces each) has about 100,000.</summary>
+    public const int MaxNodes = 1_000_000;
+
+    /// <summary>Items in one list or map: above the validator's 1024 entries, so that limit is the one users meet.</summary>
+    public const int MaxCollectionItems = 65_536;
+
+    /// <summary>Characters in one key or value: the longest field of ours (a description) has 256, a label value 63.</summary>
+    public const int MaxScalarLength = 65_536;
+
     private static readonly string[] RequiredTopLevel = ["apiVersion", "kind", "metadata", "spec"];
 
+    /// <summary>Reads and validates: the policies, or every problem found (never an exception).</summary>
     public static (IReadOnlyList<PolicyDocument> Policies, IReadOnlyList<PolicyProblem> Problems) Parse(string text, string source)
     {
-        var policies = new List<PolicyDocument>();
-        var problems = new List<PolicyProblem>();
-        var stream = new YamlStream();
-        try
+        var (read, readProblems) = Read(text, source);
+        var policies = new List<PolicyDocument>(read.Count);
+        var invalid = new List<(UnvalidatedPolicy Item, IReadOnlyList<FieldError> Errors)>();
+        foreach (var item in read)
         {
-            stream.Load(new StringReader(text.TrimStart('\uFEFF')));
-        }
-        catch (YamlException e)
-        {
-            problems.Add(new(source, null, (int)e.Start.Line, null, $"YAML syntax error at column {e.Start.Column}: {Innermost(e).Message}"));
-            return (policies, problems);
-        }
-        catch (InvalidOperationException e)
-        {
-            // YamlDotNet 18 throws this instead of a YamlException for some unclosed flow collections.
-            problems.Add(new(source, null, null, null, $"YAML syntax error (an unclosed [ or {{?): {e.Message}"));
-            return (policies, problems);
-        }
-
-        var number = 0;
-        foreach (var document in stream.Documents)
-        {
-            number++;
-            var root = document.RootNode;
-            if (root is YamlScalarNode { Value: null or "" } || root is YamlScalarNode { Style: ScalarStyle.Plain, Value: "~" or "null" })
+            var errors = PolicyValidator.Validate(item.Policy, out var valid);
+            if (errors.Count > 0)
             {
-                continue; // an empty document, e.g. after a trailing "---", as kubectl skips it
-            }
-
-            var line = (int)root.Start.Line;
-            if (root is not YamlMappingNode)
-            {
-                problems.Add(new(source, number, line, null, $"is a YAML {Describe(root)}, not a {CgnatAllowPolicy.KindName} object"));
-                continue;
-            }
-
-            var lines = new Dictionary<string, int>(StringComparer.Ordinal);
-            JsonNode? json;
-            try
-            {
-                json = ToJson(root, "", lines);
-            }
-            catch (FormatException e)
-            {
-                problems.Add(new(source, number, line, null, e.Message));
-                continue;
-            }
-
-            // Required at the top level: a default would make a file cut short after its metadata a
-            // valid policy with no exemptions, and a missing kind would accept any object.
-            var missing = RequiredTopLevel.Where(k => json is JsonObject o && !o.ContainsKey(k)).ToList();
-            if (missing.Count > 0)
-            {
-                problems.AddRange(missing.Select(k => new PolicyProblem(source, number, line, k, "is required")));
-                continue;
-            }
-
-            CgnatAllowPolicy? policy;
-            try
-            {
-                policy = json.Deserialize(ApiJsonContext.Default.CgnatAllowPolicy);
-            }
-            catch (JsonException e)
-            {
-                var path = FieldPath(e.Path);
-                problems.Add(new(source, number, LineOf(path, lines) ?? line, path, DescribeJsonError(e, path)));
-                continue;
-            }
-
-            if (policy is null)
-            {
-                problems.Add(new(source, number, line, null, $"is empty, not a {CgnatAllowPolicy.KindName} object"));
-                continue;
-            }
-
-            var errors = PolicyValidator.Validate(policy, out var valid);
-            foreach (var error in errors)
-            {
-                problems.Add(new(source, number, LineOf(error.Path, lines) ?? line, error.Path, error.Message));
+                invalid.Add((item, errors));
             }
 
             if (valid is not null)
             {
-                policies.Add(new PolicyDocument(source, number, policy, valid));
+                policies.Add(new PolicyDocument(source, item.Document, item.Policy, valid));
+            }
+        }
+
+        var problems = new List<PolicyProblem>(readProblems);
+        if (invalid.Count > 0)
+        {
+            var lines = Lines(text, invalid.SelectMany(i => i.Errors.Select(e => (i.Item.Document, (string?)e.Path))));
+            problems.AddRange(invalid.SelectMany(i => i.Errors.Select(e =>
+                new PolicyProblem(source, i.Item.Document, LineOf(i.Item.Document, e.Path, lines) ?? i.Item.Line, e.Path, e.Message))));
+        }
+
+        return (policies, [.. problems.OrderBy(p => p.Document ?? 0)]); // stable: each document's problems in field order
+    }
+
+    /// <summary>
+    /// The first stage of <see cref="Parse"/>: YAML to policy objects, with every YAML limit applied, not
+    /// yet validated. A syntax error or a broken limit refuses the whole text (one problem); a document
+    /// that is not a policy object is one problem, and the others are still read.
+    /// </summary>
+    public static (IReadOnlyList<UnvalidatedPolicy> Policies, IReadOnlyList<PolicyProblem> Problems) Read(string text, string source)
+    {
+        var policies = new List<UnvalidatedPolicy>();
+        var problems = new List<PolicyProblem>();
+        var unplaced = new List<int>(); // problems whose line is found once the text has been read
+        var documents = 0;
+        try
+        {
+            PolicyYaml.Read(text.TrimStart('\uFEFF'), document =>
+            {
+                documents++;
+                if (document.Problem is not null)
+                {
+                    problems.Add(new(source, document.Number, document.Line, null, document.Problem));
+                    return;
+                }
+
+                // Required at the top level: a default would make a file cut short after its metadata a
+                // valid policy with no exemptions, and a missing kind would accept any object.
+                var missing = RequiredTopLevel.Where(k => !document.TopLevelKeys.Contains(k)).ToList();
+                if (missing.Count > 0)
+                {
+                    problems.AddRange(missing.Select(k => new PolicyProblem(source, document.Number, document.Line, k, "is required")));
+                    return;
+                }
+
+                var policy = Bind(source, document, problems, unplaced);
+                if (policy is not null)
+                {
+                    policies.Add(new UnvalidatedPolicy(source, document.Number, document.Line, policy));
+                }
+            });
+        }
+        catch (PolicyYamlException e)
+        {
+            return ([], [new(source, e.Document, e.Line, null, e.Message)]);
+        }
+        catch (YamlException e)
+        {
+            return ([], [new(source, null, (int)Math.Min(e.Start.Line, int.MaxValue), null, $"YAML syntax error at column {e.Start.Column}: {Innermost(e).Message}")]);
+        }
+        catch (InvalidOperationException e)
+        {
+            // YamlDotNet 18 throws this instead of a YamlException for some unclosed flow collections.
+            return ([], [new(source, null, null, null, $"YAML syntax error (an unclosed [ or {{?): {e.Message}")]);
+        }
+
+        if (unplaced.Count > 0)
+        {
+            var lines = Lines(text, unplaced.Select(i => (problems[i].Document!.Value, problems[i].Path)));
+            foreach (var i in unplaced)
+            {
+                problems[i] = problems[i] with { Line = LineOf(problems[i].Document!.Value, problems[i].Path, lines) ?? problems[i].Line };
             }
         }
 
@@ -144,110 +165,72 @@ public static partial class PolicyDocuments
     /// <summary>Serialises a policy the way <see cref="Parse"/> reads it.</summary>
     public static string ToJson(CgnatAllowPolicy policy) => JsonSerializer.Serialize(policy, ApiJsonContext.Default.CgnatAllowPolicy);
 
-    private static Exception Innermost(Exception e) => e.InnerException is null ? e : Innermost(e.InnerException);
-
-    private static string Describe(YamlNode node) => node switch
+    private static CgnatAllowPolicy? Bind(string source, PolicyYaml.Document document, List<PolicyProblem> problems, List<int> unplaced)
     {
-        YamlSequenceNode => "list",
-        YamlScalarNode => "plain value",
-        _ => "node",
-    };
-
-    private static JsonNode? ToJson(YamlNode node, string path, Dictionary<string, int> lines)
-    {
-        lines.TryAdd(path, (int)node.Start.Line);
-        switch (node)
+        CgnatAllowPolicy? policy;
+        try
         {
-            case YamlMappingNode map:
-                var obj = new JsonObject();
-                foreach (var (keyNode, valueNode) in map.Children)
-                {
-                    if (keyNode is not YamlScalarNode { Value: { } key })
-                    {
-                        throw new FormatException($"line {keyNode.Start.Line}: a mapping key must be a plain string");
-                    }
-
-                    var childPath = path.Length == 0 ? key : $"{path}.{key}";
-                    if (obj.ContainsKey(key))
-                    {
-                        throw new FormatException($"{childPath}: the key \"{key}\" appears twice");
-                    }
-
-                    obj[key] = ToJson(valueNode, childPath, lines);
-                }
-
-                return obj;
-            case YamlSequenceNode seq:
-                var array = new JsonArray();
-                var i = 0;
-                foreach (var item in seq.Children)
-                {
-                    array.Add(ToJson(item, $"{path}[{i++}]", lines));
-                }
-
-                return array;
-            case YamlScalarNode scalar:
-                return Scalar(scalar);
-            default:
-                throw new FormatException($"{path}: unsupported YAML node");
+            policy = JsonSerializer.Deserialize(document.Json.Span, ApiJsonContext.Default.CgnatAllowPolicy);
         }
-    }
-
-    /// <summary>YAML 1.2 core schema for plain scalars; quoted scalars are always strings.</summary>
-    private static JsonValue? Scalar(YamlScalarNode scalar)
-    {
-        var value = scalar.Value ?? "";
-        if (scalar.Style is not ScalarStyle.Plain)
+        catch (JsonException e)
         {
-            return JsonValue.Create(value);
-        }
-
-        if (value is "" or "~" or "null" or "Null" or "NULL")
-        {
+            var path = FieldPath(e.Path);
+            unplaced.Add(problems.Count);
+            problems.Add(new(source, document.Number, document.Line, path, DescribeJsonError(e, path)));
             return null;
         }
 
-        if (value is "true" or "True" or "TRUE")
+        if (policy is null)
         {
-            return JsonValue.Create(true);
+            problems.Add(new(source, document.Number, document.Line, null, $"is empty, not a {CgnatAllowPolicy.KindName} object"));
         }
 
-        if (value is "false" or "False" or "FALSE")
-        {
-            return JsonValue.Create(false);
-        }
-
-        if (IntegerPattern().IsMatch(value) && long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var integer))
-        {
-            return JsonValue.Create(integer);
-        }
-
-        if (FloatPattern().IsMatch(value) && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var real))
-        {
-            return JsonValue.Create(real);
-        }
-
-        return JsonValue.Create(value);
+        return policy;
     }
+
+    private static Exception Innermost(Exception e) => e.InnerException is null ? e : Innermost(e.InnerException);
 
     /// <summary>"$.spec.allowedSources[0].cidr" → "spec.allowedSources[0].cidr".</summary>
     private static string? FieldPath(string? jsonPath) =>
         jsonPath is null ? null : jsonPath.TrimStart('$').TrimStart('.').Replace("['", ".", StringComparison.Ordinal).Replace("']", "", StringComparison.Ordinal);
 
-    private static int? LineOf(string? path, Dictionary<string, int> lines)
+    /// <summary>The lines of these fields and of every field above them (a problem with no line of its own takes its parent's).</summary>
+    private static Dictionary<(int Document, string Path), int> Lines(string text, IEnumerable<(int Document, string? Path)> fields)
     {
-        while (!string.IsNullOrEmpty(path))
+        var wanted = new Dictionary<int, HashSet<string>>();
+        foreach (var (document, path) in fields)
         {
-            if (lines.TryGetValue(path, out var line))
+            if (!wanted.TryGetValue(document, out var paths))
+            {
+                wanted[document] = paths = new HashSet<string>(StringComparer.Ordinal);
+            }
+
+            for (var p = path; !string.IsNullOrEmpty(p); p = Parent(p))
+            {
+                paths.Add(p);
+            }
+        }
+
+        return wanted.Count == 0 ? [] : PolicyYaml.LinesOf(text, wanted);
+    }
+
+    private static int? LineOf(int document, string? path, Dictionary<(int Document, string Path), int> lines)
+    {
+        for (var p = path; !string.IsNullOrEmpty(p); p = Parent(p))
+        {
+            if (lines.TryGetValue((document, p), out var line))
             {
                 return line;
             }
-
-            var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
-            path = cut > 0 ? path[..cut] : null;
         }
 
         return null;
+    }
+
+    private static string? Parent(string path)
+    {
+        var cut = Math.Max(path.LastIndexOf('.'), path.LastIndexOf('['));
+        return cut > 0 ? path[..cut] : null;
     }
 
     private static string DescribeJsonError(JsonException e, string? path)
@@ -280,12 +263,6 @@ public static partial class PolicyDocuments
         _ when message.Contains("System.Int", StringComparison.Ordinal) => "a whole number",
         _ => "an object",
     };
-
-    [GeneratedRegex(@"^[-+]?[0-9]+$", RegexOptions.CultureInvariant)]
-    private static partial Regex IntegerPattern();
-
-    [GeneratedRegex(@"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$", RegexOptions.CultureInvariant)]
-    private static partial Regex FloatPattern();
 
     [GeneratedRegex(@"property '([^']*)'", RegexOptions.CultureInvariant)]
     private static partial Regex UnmappedField();

@@ -51,22 +51,62 @@ internal static class KubeconfigFile
         };
     }
 
+    /// <summary>Larger than any kubeconfig (a few KB each, with certificates inline); refuses a wrong file before reading it.</summary>
+    internal const long MaxFileBytes = 16 * 1024 * 1024;
+
+    /// <summary>Lists and maps inside each other: a kubeconfig needs 5 (users[0].user.exec.env[0]).</summary>
+    internal const int MaxDepth = 64;
+
     private static YamlMappingNode Load(string path)
     {
         var stream = new YamlStream();
         try
         {
-            using var reader = new StreamReader(path);
-            stream.Load(reader);
+            if (new FileInfo(path).Length > MaxFileBytes)
+            {
+                throw new KubeConfigException($"{path}: is {new FileInfo(path).Length} bytes; a kubeconfig file has at most {MaxFileBytes}");
+            }
+
+            var text = File.ReadAllText(path);
+            CheckDepth(text, path);
+            stream.Load(new StringReader(text));
         }
         catch (YamlException e)
         {
             throw new KubeConfigException($"{path}: not valid YAML (line {e.Start.Line}): {e.Message}");
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ArgumentException)
+        {
+            // InvalidOperationException: YamlDotNet's way of saying that a flow collection never closed.
+            throw new KubeConfigException($"{path}: cannot be read: {e.Message}");
+        }
 
         return stream.Documents.Count == 0
             ? new YamlMappingNode()
             : stream.Documents[0].RootNode as YamlMappingNode ?? throw new KubeConfigException($"{path}: not a kubeconfig (the document is not a mapping)");
+    }
+
+    /// <summary>
+    /// Walks the parser's events before YamlStream builds its tree: the tree is built recursively (deep nesting
+    /// would exhaust the stack, which no catch survives), and YamlDotNet's scanner slows with flow depth (issue 10).
+    /// Aliases are allowed, as kubectl allows them: YamlStream shares an aliased node instead of copying it, and
+    /// only a few known paths of the tree are read.
+    /// </summary>
+    private static void CheckDepth(string text, string path)
+    {
+        var parser = new Parser(new StringReader(text));
+        var depth = 0;
+        while (parser.MoveNext())
+        {
+            switch (parser.Current)
+            {
+                case YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart when ++depth > MaxDepth:
+                    throw new KubeConfigException($"{path}: line {parser.Current.Start.Line}: nested more than {MaxDepth} lists or maps deep; not a kubeconfig");
+                case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                    depth--;
+                    break;
+            }
+        }
     }
 
     /// <summary>Entries of a list of <c>{name, KIND: {...}}</c> (clusters, users, contexts), made by <paramref name="make"/>.</summary>

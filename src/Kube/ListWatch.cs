@@ -133,11 +133,11 @@ public static class ListWatch
                 typed = obj switch
                 {
                     T t => t,
-                    JsonElement json => KubernetesJson.Deserialize<T>(json),
+                    JsonElement json => Read<T>(json),
                     _ => KubernetesJson.Deserialize<T>(KubernetesJson.Serialize(obj)),
                 };
             }
-            catch (JsonException e)
+            catch (Exception e) when (e is JsonException or FormatException)
             {
                 onError(e);
             }
@@ -146,6 +146,23 @@ public static class ListWatch
             {
                 yield return (type, typed);
             }
+        }
+    }
+
+    /// <summary>
+    /// One watched object as <typeparamref name="T"/>; throws <see cref="JsonException"/> for any object it cannot read.
+    /// KubernetesClient's converters throw <see cref="FormatException"/> for a malformed timestamp or quantity, which
+    /// escaped the watch and ended it (found by fuzzing, issue 10).
+    /// </summary>
+    internal static T? Read<T>(JsonElement json)
+    {
+        try
+        {
+            return KubernetesJson.Deserialize<T>(json);
+        }
+        catch (FormatException e)
+        {
+            throw new JsonException($"{typeof(T).Name}: {e.Message}", e);
         }
     }
 

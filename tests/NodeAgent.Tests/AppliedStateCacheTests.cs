@@ -56,6 +56,13 @@ public sealed class AppliedStateCacheTests : IDisposable
     [InlineData("""{"version":1,"allowedSources":[{"cidr":"10.0.0.0/8","interfaces":[]}],"routedSubnets":[]}""", "is outside 100.64.0.0/10")]
     [InlineData("""{"version":1,"allowedSources":[{"cidr":"100.100.0.0/16","interfaces":["eth0;reboot"]}],"routedSubnets":[]}""", "not a valid Linux interface name")]
     [InlineData("""{"version":1,"allowedSources":[],"routedSubnets":["100.64.0.1/24"]}""", "has host bits set")]
+    [InlineData("""{"version":1,"allowedSources":[{"cidr":"100.64""", "damaged cache")] // cut short
+    [InlineData("""{"version":1,"allowedSources":null,"routedSubnets":[]}""", "allowedSources is null")] // JSON null is no exception of ours (issue 10)
+    [InlineData("""{"version":1,"allowedSources":[null],"routedSubnets":[]}""", "a CIDR is null")]
+    [InlineData("""{"version":1,"allowedSources":[{"cidr":"100.64.0.0/24","interfaces":null}],"routedSubnets":[]}""", "interfaces is null")]
+    [InlineData("""{"version":1,"allowedSources":[{"cidr":"100.64.0.0/24","interfaces":[null]}],"routedSubnets":[]}""", "interface is null")]
+    [InlineData("""{"version":1,"allowedSources":[],"routedSubnets":null}""", "routedSubnets is null")]
+    [InlineData("""{"version":1,"allowedSources":[],"routedSubnets":[null]}""", "a CIDR is null")]
     public void A_damaged_or_tampered_cache_is_refused_with_the_reason(string content, string reason)
     {
         File.WriteAllText(Path.Combine(_dir.Path, AppliedStateCache.FileName), content);

@@ -50,6 +50,18 @@ public sealed class BadInputTests : IDisposable
         AssertRefused(message, file, file);
     }
 
+    /// <summary>Issue 10's hostile files (tests/fixtures/hostile): refused at their line with the limit, not chewed on or crashed over.</summary>
+    [SkippableTheory]
+    [InlineData("alias-bomb.yaml", "document 1 (line 8): the YAML anchor &a0 is refused: policy files may not use anchors and aliases")]
+    [InlineData("nested-flow.yaml", "document 1 (line 5): nested more than 32 lists or maps deep")]
+    [InlineData("nested-flow-mapping.yaml", "document 1 (line 5): nested more than 32 lists or maps deep")]
+    [InlineData("nested-block.yaml", "document 1 (line 37): nested more than 32 lists or maps deep")]
+    public void Hostile_file_is_refused_with_its_line_and_limit(string name, string message)
+    {
+        var file = _dir.File(name, File.ReadAllText(Repo.Fixture(Path.Combine("hostile", name))));
+        AssertRefused($"{file}: {message}", file);
+    }
+
     [SkippableFact]
     public void Binary_garbage_is_refused()
     {

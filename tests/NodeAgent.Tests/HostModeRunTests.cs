@@ -69,6 +69,35 @@ public sealed class HostModeRunTests : IDisposable
             && ns.Exec("ipset", "list", "TSCGNAT-SRC4").Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "drift repaired");
     }
 
+    /// <summary>Issue 10: a hostile edit (an alias bomb, then nesting 50,000 deep) is refused and logged; the rules stay, and drift is still repaired.</summary>
+    [SkippableFact]
+    public void Run_keeps_the_last_good_rules_and_keeps_repairing_after_a_hostile_edit()
+    {
+        Privileges.RequireNetns();
+        using var ns = new Netns();
+        using var tailscaled = new TailscaledEmulator(ns.Name, "legacy");
+        tailscaled.Run("start", "nodivert");
+        var policies = _dir.Sub("policies.d");
+        var file = Path.Combine(policies, "seed.yaml");
+        File.WriteAllText(file, Policies.Seed);
+        using var agent = Start("run", "--policy-file", policies, "--netns", ns.Name, "--state-dir", _dir.Sub("state"), "--resync-interval", "1");
+        WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal)
+            && ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "first apply");
+
+        foreach (var (hostile, said) in new[] { ("alias-bomb.yaml", "(line 8): the YAML anchor &a0 is refused"), ("nested-flow.yaml", "(line 5): nested more than 32 lists or maps deep") })
+        {
+            File.Copy(Path.Combine(Repo.Root, "tests", "fixtures", "hostile", hostile), file, overwrite: true);
+            WaitFor(() => agent.Output.Contains($"{file}: document 1 {said}", StringComparison.Ordinal), agent, $"{hostile} refused");
+            Assert.Contains("keeping the last good rules", agent.Output, StringComparison.Ordinal);
+
+            // The loop goes on: drift is repaired with the last good policies.
+            ns.Exec("ipset", "flush", "TSCGNAT-SRC4");
+            WaitFor(() => ns.Exec("ipset", "list", "TSCGNAT-SRC4").Contains("100.64.0.0/24", StringComparison.Ordinal), agent, $"drift repaired after {hostile}");
+        }
+
+        Assert.False(agent.Process.HasExited);
+    }
+
     [SkippableFact]
     public void Run_restores_the_cached_state_before_reading_policies_even_when_they_are_unreadable()
     {

@@ -12,10 +12,10 @@ public sealed record NftRule(long Handle, string? Comment, JsonElement Expressio
         foreach (var match in Matches())
         {
             if (match.TryGetProperty("left", out var left) && left.TryGetProperty("meta", out var meta)
-                && meta.TryGetProperty("key", out var key) && key.GetString() is "iifname" or "oifname"
+                && meta.TryGetProperty("key", out var key) && String(key) is "iifname" or "oifname"
                 && match.TryGetProperty("right", out var right) && right.ValueKind == JsonValueKind.String)
             {
-                yield return (key.GetString()!, match.GetProperty("op").GetString() ?? "==", right.GetString()!);
+                yield return (key.GetString()!, Operator(match), right.GetString()!);
             }
         }
     }
@@ -23,7 +23,7 @@ public sealed record NftRule(long Handle, string? Comment, JsonElement Expressio
     /// <summary>The verdict: "accept", "drop", "return", "jump ts-input", or null for a rule without one.</summary>
     public string? Verdict()
     {
-        foreach (var expression in Expressions.EnumerateArray())
+        foreach (var expression in Expressions.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.Object))
         {
             foreach (var word in new[] { "accept", "drop", "return", "reject" })
             {
@@ -37,7 +37,7 @@ public sealed record NftRule(long Handle, string? Comment, JsonElement Expressio
             {
                 if (expression.TryGetProperty(word, out var target) && target.TryGetProperty("target", out var name))
                 {
-                    return $"{word} {name.GetString()}";
+                    return $"{word} {String(name)}";
                 }
             }
         }
@@ -51,21 +51,26 @@ public sealed record NftRule(long Handle, string? Comment, JsonElement Expressio
         foreach (var match in Matches())
         {
             if (match.TryGetProperty("left", out var left) && left.TryGetProperty("payload", out var payload)
-                && payload.TryGetProperty("field", out var field) && field.GetString() == "saddr"
+                && payload.TryGetProperty("field", out var field) && String(field) == "saddr"
                 && match.TryGetProperty("right", out var right))
             {
-                return (match.GetProperty("op").GetString() ?? "==", NftSet.Element(right));
+                return (Operator(match), NftSet.Element(right));
             }
         }
 
         return null;
     }
 
+    /// <summary>A string, or null for any other JSON value: nft's output is another program's text, read without trust (issue 10).</summary>
+    internal static string? String(JsonElement value) => value.ValueKind == JsonValueKind.String ? value.GetString() : null;
+
+    private static string Operator(JsonElement match) => match.TryGetProperty("op", out var op) ? String(op) ?? "==" : "==";
+
     private IEnumerable<JsonElement> Matches()
     {
-        foreach (var expression in Expressions.EnumerateArray())
+        foreach (var expression in Expressions.EnumerateArray().Where(e => e.ValueKind == JsonValueKind.Object))
         {
-            if (expression.TryGetProperty("match", out var match))
+            if (expression.TryGetProperty("match", out var match) && match.ValueKind == JsonValueKind.Object)
             {
                 yield return match;
             }
@@ -84,13 +89,15 @@ public sealed record NftSet(string Family, string Table, string Name, string Typ
     {
         JsonValueKind.String => value.GetString() is { } s && s.Contains('.', StringComparison.Ordinal) && !s.Contains('/', StringComparison.Ordinal) && char.IsAsciiDigit(s[0]) ? s + "/32" : value.GetString()!,
         JsonValueKind.Number => value.GetRawText(),
-        JsonValueKind.Object when value.TryGetProperty("prefix", out var prefix) =>
-            $"{prefix.GetProperty("addr").GetString()}/{prefix.GetProperty("len").GetInt32()}",
-        JsonValueKind.Object when value.TryGetProperty("range", out var range) =>
+        JsonValueKind.Object when value.TryGetProperty("prefix", out var prefix) && prefix.ValueKind == JsonValueKind.Object
+            && prefix.TryGetProperty("addr", out var addr) && NftRule.String(addr) is { } address
+            && prefix.TryGetProperty("len", out var len) && len.ValueKind == JsonValueKind.Number && len.TryGetInt32(out var length) =>
+            $"{address}/{length}",
+        JsonValueKind.Object when value.TryGetProperty("range", out var range) && range.ValueKind == JsonValueKind.Array && range.GetArrayLength() == 2 =>
             $"{Element(range[0])}-{Element(range[1])}",
-        JsonValueKind.Object when value.TryGetProperty("concat", out var parts) =>
+        JsonValueKind.Object when value.TryGetProperty("concat", out var parts) && parts.ValueKind == JsonValueKind.Array =>
             string.Join(',', parts.EnumerateArray().Select(Element)),
-        JsonValueKind.Object when value.TryGetProperty("elem", out var elem) && elem.TryGetProperty("val", out var val) => Element(val),
+        JsonValueKind.Object when value.TryGetProperty("elem", out var elem) && elem.ValueKind == JsonValueKind.Object && elem.TryGetProperty("val", out var val) => Element(val),
         JsonValueKind.Object when value.TryGetProperty("set", out var set) && set.ValueKind == JsonValueKind.String => "@" + set.GetString(),
         _ => value.GetRawText(),
     };
@@ -120,6 +127,7 @@ public sealed class NftRuleset
     public NftSet? Set(string family, string table, string name) =>
         Sets.FirstOrDefault(s => s.Family == family && s.Table == table && s.Name == name);
 
+    /// <summary>Reads <c>nft -j list ruleset</c>; throws <see cref="FormatException"/> for anything else, whatever its shape.</summary>
     public static NftRuleset Parse(string json)
     {
         if (string.IsNullOrWhiteSpace(json))
@@ -127,6 +135,19 @@ public sealed class NftRuleset
             return Empty;
         }
 
+        try
+        {
+            return Read(json);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException or IndexOutOfRangeException)
+        {
+            // JsonElement's accessors throw these for a value of another shape than nft's: one refusal for all.
+            throw new FormatException($"nft -j output not understood: {e.Message}", e);
+        }
+    }
+
+    private static NftRuleset Read(string json)
+    {
         using var document = JsonDocument.Parse(json);
         var chains = new List<(string Family, string Table, string Name, string? Hook)>();
         var rules = new Dictionary<(string, string, string), List<NftRule>>();
@@ -146,10 +167,16 @@ public sealed class NftRuleset
                     rules[key] = list = [];
                 }
 
+                var expressions = rule.GetProperty("expr");
+                if (expressions.ValueKind != JsonValueKind.Array)
+                {
+                    throw new FormatException($"a rule's expr is a JSON {expressions.ValueKind}, not an array");
+                }
+
                 list.Add(new NftRule(
                     rule.GetProperty("handle").GetInt64(),
                     rule.TryGetProperty("comment", out var comment) ? comment.GetString() : null,
-                    rule.GetProperty("expr").Clone()));
+                    expressions.Clone()));
             }
             else if (item.TryGetProperty("set", out var set))
             {

@@ -35,11 +35,16 @@ public sealed class AppliedState
     public Exemptions ToExemptions()
     {
         var sources = new List<SourceExemption>();
-        foreach (var source in AllowedSources)
+        foreach (var source in AllowedSources ?? throw new InvalidDataException("allowedSources is null"))
         {
-            var prefix = Checked(source.Cidr);
-            foreach (var name in source.Interfaces)
+            var prefix = Checked(source?.Cidr);
+            foreach (var name in source!.Interfaces ?? throw new InvalidDataException("allowedSources interfaces is null"))
             {
+                if (name is null)
+                {
+                    throw new InvalidDataException("allowedSources interface is null");
+                }
+
                 if (PolicyValidator.CheckInterfaceName(name) is { } problem)
                 {
                     throw new InvalidDataException($"allowedSources interface {problem}");
@@ -49,11 +54,13 @@ public sealed class AppliedState
             sources.Add(new SourceExemption(prefix, source.Interfaces));
         }
 
-        return new Exemptions(sources, [.. RoutedSubnets.Select(Checked)]);
+        return new Exemptions(sources, [.. (RoutedSubnets ?? throw new InvalidDataException("routedSubnets is null")).Select(Checked)]);
     }
 
-    private static IPNetwork Checked(string cidr) =>
-        CgnatPrefix.Check(cidr, allowBroad: true, out var prefix) is { } problem ? throw new InvalidDataException(problem) : prefix;
+    /// <summary>JSON null is allowed by the types (System.Text.Json does not enforce non-nullable references), so it is checked here.</summary>
+    private static IPNetwork Checked(string? cidr) =>
+        cidr is null ? throw new InvalidDataException("a CIDR is null")
+        : CgnatPrefix.Check(cidr, allowBroad: true, out var prefix) is { } problem ? throw new InvalidDataException(problem) : prefix;
 }
 
 public sealed class AppliedPolicy
@@ -82,6 +89,9 @@ public sealed class AppliedStateCache(string stateDirectory)
 {
     public const string FileName = "applied-state.json";
 
+    /// <summary>Far above what 10,000 policies of 4 full lists would write; a larger file is not ours.</summary>
+    public const long MaxFileBytes = 64 * 1024 * 1024;
+
     public string Path { get; } = System.IO.Path.Combine(stateDirectory, FileName);
 
     /// <summary>The cached state, or null when there is none; throws <see cref="InvalidDataException"/> when it is damaged.</summary>
@@ -94,6 +104,11 @@ public sealed class AppliedStateCache(string stateDirectory)
 
         try
         {
+            if (new FileInfo(Path).Length > MaxFileBytes)
+            {
+                throw new InvalidDataException($"it is {new FileInfo(Path).Length} bytes; the cache has at most {MaxFileBytes}");
+            }
+
             var state = JsonSerializer.Deserialize(File.ReadAllText(Path), StateJsonContext.Default.AppliedState)
                 ?? throw new InvalidDataException("the file holds null");
             _ = state.ToExemptions();
