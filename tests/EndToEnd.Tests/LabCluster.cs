@@ -476,42 +476,50 @@ public sealed class LabCluster : IAsyncDisposable
     }
 
     /// <summary>Stops every process, uninstalls the release, stops the API server, removes the rules and the lab.</summary>
+    /// <summary>Every step runs even when an earlier one throws (a lab left behind fails the whole run); the failures are thrown together at the end.</summary>
     public async ValueTask DisposeAsync()
     {
+        var failures = new List<Exception>();
+        async Task Step(Func<Task> step)
+        {
+            try
+            {
+                await step();
+            }
+            catch (Exception e) when (e is not OutOfMemoryException)
+            {
+                failures.Add(e);
+            }
+        }
+
+        Task Sync(Action step) => Step(() => { step(); return Task.CompletedTask; });
+
         foreach (var daemon in _agents.Values.Concat(_operators))
         {
-            daemon.Dispose();
+            await Sync(daemon.Dispose);
         }
 
-        if (_release is not null)
-        {
-            await _release.DisposeAsync();
-        }
-
-        if (Server is not null)
-        {
-            await Server.DisposeAsync();
-        }
-
-        if (Fake is not null)
-        {
-            await Fake.DisposeAsync();
-        }
-
-        Admin.Dispose();
+        await Step(async () => { if (_release is not null) { await _release.DisposeAsync(); } });
+        await Step(async () => { if (Server is not null) { await Server.DisposeAsync(); } });
+        await Step(async () => { if (Fake is not null) { await Fake.DisposeAsync(); } });
+        await Sync(Admin.Dispose);
         if (_lab is not null)
         {
             foreach (var router in Routers)
             {
-                Sh.Run(Programs.Agent, "cleanup", "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state"));
+                await Sync(() => Sh.Run(Programs.Agent, "cleanup", "--netns", Lab.Ns(router), "--state-dir", Path.Combine(_dir, router, "state")));
             }
 
-            _lab.Dispose();
+            await Sync(_lab.Dispose);
         }
 
-        _u2?.Dispose();
-        _u5?.Dispose();
-        Directory.Delete(_dir, recursive: true);
+        await Sync(() => _u2?.Dispose());
+        await Sync(() => _u5?.Dispose());
+        await Sync(() => Directory.Delete(_dir, recursive: true));
+        if (failures.Count > 0)
+        {
+            throw new AggregateException("the lab cluster's clean-up failed in part (every step was tried)", failures);
+        }
     }
 
     private static string Tail(string text, int lines) => string.Join('\n', text.Split('\n').TakeLast(lines));
