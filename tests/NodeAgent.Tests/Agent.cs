@@ -145,7 +145,8 @@ public sealed class RunningAgent : IDisposable
     {
         if (!Process.HasExited)
         {
-            Process.Kill();
+            // The whole tree: killed alone, the agent's `nft monitor` child would live on in a deleted namespace.
+            Process.Kill(entireProcessTree: true);
             Process.WaitForExit();
         }
 
