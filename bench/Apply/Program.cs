@@ -164,21 +164,6 @@ internal sealed record Row(IptablesBackend Backend, int N, double AgentMs, doubl
 
 internal sealed class Bench(Options options, CancellationToken cancellationToken)
 {
-    /// <summary>What tailscaled (nodivert) leaves in the firewall, reduced to what the engine looks at.</summary>
-    private const string TailscaledChains = """
-        *filter
-        :ts-input - [0:0]
-        :ts-forward - [0:0]
-        -A ts-input ! -i tailscale0 -s 100.64.0.0/10 -j DROP
-        -A ts-forward -o tailscale0 -j ACCEPT
-        COMMIT
-        *nat
-        :ts-postrouting - [0:0]
-        -A ts-postrouting -m mark --mark 0x40000/0xff0000 -j MASQUERADE
-        COMMIT
-
-        """;
-
     private static readonly IPNetwork RoutedSubnet = IPNetwork.Parse("100.127.0.0/16");
 
     private readonly List<string> _namespaces = [];
@@ -374,7 +359,7 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
         _namespaces.Add(ns.Name);
         try
         {
-            var output = Sh.RunWithInput("ip", ["netns", "exec", ns.Name, Tools.Restore(backend, IpFamily.V4), "--noflush"], TailscaledChains);
+            var output = Sh.RunWithInput("ip", ["netns", "exec", ns.Name, Tools.Restore(backend, IpFamily.V4), "--noflush"], TailscaledRules.NodivertChains);
             if (!output.Succeeded)
             {
                 throw new BenchException($"creating the ts-* chains with {Tools.Restore(backend, IpFamily.V4)} in {ns.Name} failed: {output.StdErr.Trim()}");

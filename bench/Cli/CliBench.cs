@@ -22,21 +22,6 @@ internal sealed record Idle(string Label, double RssMb, double AnonMb, double Fi
 
 internal sealed class CliBench(Options options) : IDisposable
 {
-    /// <summary>What tailscaled (iptables runner, nodivert) leaves in the firewall, reduced to what the agent looks at.</summary>
-    private const string TailscaledChains = """
-        *filter
-        :ts-input - [0:0]
-        :ts-forward - [0:0]
-        -A ts-input ! -i tailscale0 -s 100.64.0.0/10 -j DROP
-        -A ts-forward -o tailscale0 -j ACCEPT
-        COMMIT
-        *nat
-        :ts-postrouting - [0:0]
-        -A ts-postrouting -m mark --mark 0x40000/0xff0000 -j MASQUERADE
-        COMMIT
-
-        """;
-
     private readonly DirectoryInfo _work = Directory.CreateTempSubdirectory("bench-cli-");
     private readonly List<string> _namespaces = [];
 
@@ -326,7 +311,7 @@ internal sealed class CliBench(Options options) : IDisposable
         try
         {
             Sh.Ok("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up");
-            var chains = Sh.RunWithInput("ip", ["netns", "exec", ns, $"iptables-{backend}-restore", "--noflush"], TailscaledChains);
+            var chains = Sh.RunWithInput("ip", ["netns", "exec", ns, $"iptables-{backend}-restore", "--noflush"], TailscaledRules.NodivertChains);
             if (!chains.Succeeded)
             {
                 throw new BenchException($"creating the ts-* chains with iptables-{backend}-restore in {ns} failed: {chains.StdErr.Trim()}");
