@@ -26,6 +26,8 @@ RUN --mount=type=cache,id=nuget,target=/root/.nuget/packages \
     rid="linux-$([ "$TARGETARCH" = arm64 ] && echo arm64 || echo x64)" \
  && dotnet publish src/NodeAgent/NodeAgent.csproj -c Release -r "$rid" \
       -p:PublishAot=true -p:StripSymbols=true -o /out \
+ && dotnet publish src/ClusterAgent/ClusterAgent.csproj -c Release -r "$rid" \
+      -p:PublishAot=true -p:StripSymbols=true -o /out \
  && rm -f /out/*.dbg
 
 # Debian 12 (glibc 2.36). The SDK image is Ubuntu 24.04 (glibc 2.39), and a NativeAOT binary needs a
@@ -38,8 +40,12 @@ FROM debian:12.11-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends iptables ipset nftables libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/ts-cgnat-agent /usr/local/bin/ts-cgnat-agent
+# Two binaries side by side: ts-cgnat-agent (every command; small, so it starts in milliseconds) replaces itself
+# with ts-cgnat-agent-cluster for `run` in cluster mode, the one command that needs KubernetesClient
+# (src/NodeAgent/Cli/ClusterMode.cs). The PID, arguments and environment stay the same.
+COPY --from=build /out/ts-cgnat-agent /out/ts-cgnat-agent-cluster /usr/local/bin/
 RUN ["/usr/local/bin/ts-cgnat-agent", "version"]
+RUN ["/usr/local/bin/ts-cgnat-agent-cluster", "version"]
 # uid 0, but the pod grants only NET_ADMIN and NET_RAW (charts/ts-cgnat-operator): the host paths it
 # writes (xtables lock, state directory) are root's, and tailscaled's LocalAPI takes preference
 # writes only from uid 0.

@@ -7,17 +7,16 @@ namespace TsCgnat.Bench.Cli;
 /// What one finished child process cost: its wall time from spawn to reaped, the CPU it used (user + system, its own
 /// threads; the figure a loaded machine changes least), its peak resident memory, its exit code.
 /// </summary>
-internal sealed record Finished(double WallMs, double CpuMs, double PeakRssMb, int ExitCode, string StdOut, string StdErr)
+internal sealed record Finished(double WallMs, double CpuMs, int ExitCode, string StdOut, string StdErr)
 {
     public bool Succeeded => ExitCode == 0;
 }
 
 /// <summary>
-/// Starts a program with <c>posix_spawnp</c> and reaps it with <c>wait4</c>, which returns the child's own peak RSS
-/// (<c>ru_maxrss</c>): the figure the table gives for <c>version</c>. System.Diagnostics.Process cannot give
-/// a child's peak after it exited, and its fork of a large .NET process costs more than the few milliseconds being
-/// measured; a shell (<c>/usr/bin/time</c>) would add a process of its own. Output goes to files, read afterwards,
-/// so no pipe reader runs during the measurement.
+/// Starts a program with <c>posix_spawnp</c> and reaps it with <c>wait4</c>, which gives its CPU time.
+/// System.Diagnostics.Process's fork of a large .NET process costs more than the few milliseconds being measured.
+/// Output goes to files, read afterwards, so no pipe reader runs during the measurement. Peak RSS comes from
+/// <see cref="PeakRssMb"/>: wait4's <c>ru_maxrss</c> of a child of this process is never below this process's own.
 /// </summary>
 internal static partial class Spawn
 {
@@ -26,7 +25,6 @@ internal static partial class Spawn
     private const int OCreat = 0x40;
     private const int OTrunc = 0x200;
     private const int RusageBytes = 144;
-    private const int MaxRssOffset = 32; // after ru_utime and ru_stime, two struct timeval of 16 bytes
 
     /// <summary>Runs <paramref name="program"/> (found on PATH) with <paramref name="arguments"/>; stdin from <paramref name="stdinFile"/> or /dev/null.</summary>
     public static Finished Run(string program, IReadOnlyList<string> arguments, string? stdinFile = null)
@@ -56,10 +54,9 @@ internal static partial class Spawn
             }
 
             var wallMs = clock.Elapsed.TotalMilliseconds;
-            var peakKb = Marshal.ReadInt64(usage, MaxRssOffset);
             var cpuMs = Milliseconds(usage, 0) + Milliseconds(usage, 16); // ru_utime, ru_stime
             var exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
-            return new Finished(wallMs, cpuMs, peakKb / 1024.0, exitCode, File.ReadAllText(output), File.ReadAllText(errors));
+            return new Finished(wallMs, cpuMs, exitCode, File.ReadAllText(output), File.ReadAllText(errors));
         }
         finally
         {
@@ -68,6 +65,33 @@ internal static partial class Spawn
             Marshal.FreeHGlobal(usage);
             File.Delete(output);
             File.Delete(errors);
+        }
+    }
+
+    /// <summary>
+    /// The peak RSS of one run of <paramref name="program"/>, in MB, from GNU time (<c>/usr/bin/time -f %M</c>, Debian's
+    /// package <c>time</c>); the run must print <paramref name="expected"/>.
+    /// </summary>
+    public static double PeakRssMb(string program, IReadOnlyList<string> arguments, string expected)
+    {
+        const string Time = "/usr/bin/time";
+        if (!File.Exists(Time))
+        {
+            throw new BenchException($"{Time} is missing: peak RSS is measured with GNU time (apt-get install time)");
+        }
+
+        var report = Path.GetTempFileName();
+        try
+        {
+            var run = Run(Time, ["-f", "%M", "-o", report, program, .. arguments]);
+            var text = File.ReadAllText(report).Trim();
+            return run.Succeeded && run.StdOut.Contains(expected, StringComparison.Ordinal) && double.TryParse(text, System.Globalization.CultureInfo.InvariantCulture, out var kb)
+                ? kb / 1024.0
+                : throw new BenchException($"{program} {string.Join(' ', arguments)} under {Time} exited {run.ExitCode}: {run.StdOut.Trim()} {run.StdErr.Trim()} {text}");
+        }
+        finally
+        {
+            File.Delete(report);
         }
     }
 

@@ -53,6 +53,60 @@ internal sealed partial class PolicyYaml
     /// </summary>
     public static void Read(string text, Action<Document> each)
     {
+        // The plain subset policy files are written in is read by PlainYaml, many times faster; anything else, and
+        // every text that turns out to hold a problem, by YamlDotNet's parser below.
+        if (PlainYaml.TryRead(text) is { } plain)
+        {
+            foreach (var document in plain)
+            {
+                each(document);
+            }
+
+            return;
+        }
+
+        ReadWithYamlDotNet(text, each);
+    }
+
+    /// <summary>
+    /// For the tests and the fuzzer: null when <see cref="PlainYaml"/> leaves <paramref name="text"/> to YamlDotNet or
+    /// reads it exactly as YamlDotNet does (document numbers, lines, JSON, top-level keys); otherwise what differs.
+    /// </summary>
+    internal static string? PlainDisagreement(string text)
+    {
+        if (PlainYaml.TryRead(text) is not { } plain)
+        {
+            return null;
+        }
+
+        static string Show(Document d) =>
+            $"document {d.Number} line {d.Line} problem {d.Problem ?? "none"} keys [{string.Join(',', d.TopLevelKeys.Order(StringComparer.Ordinal))}] json {System.Text.Encoding.UTF8.GetString(d.Json.Span)}";
+        var slow = new List<string>();
+        try
+        {
+            ReadWithYamlDotNet(text, d => slow.Add(Show(d)));
+        }
+        catch (Exception e)
+        {
+            return $"PlainYaml read it, YamlDotNet refused it: {e.GetType().Name}: {e.Message}";
+        }
+
+        var fast = plain.Select(Show).ToList();
+        for (var i = 0; i < Math.Max(fast.Count, slow.Count); i++)
+        {
+            var (f, y) = (i < fast.Count ? fast[i] : "nothing", i < slow.Count ? slow[i] : "nothing");
+            if (f != y)
+            {
+                return $"PlainYaml: {f}\nYamlDotNet: {y}";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary><see cref="Read"/> without the fast path: YamlDotNet's events, every limit checked (the tests compare the two).</summary>
+    internal static void ReadWithYamlDotNet(string text, Action<Document> each)
+    {
         var buffer = new ArrayBufferWriter<byte>(4096);
         using var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
         var reader = new PolicyYaml(text);
@@ -300,38 +354,51 @@ internal sealed partial class PolicyYaml
         {
             _json.WriteStringValue(value);
         }
-        else if (value is "" or "~" or "null" or "Null" or "NULL")
+        else
         {
-            _json.WriteNullValue();
+            WritePlain(_json, value);
+        }
+    }
+
+    /// <summary>A plain scalar as JSON, by the YAML 1.2 core schema: null, true, false, a number, or a string (also used by <see cref="PlainYaml"/>).</summary>
+    internal static void WritePlain(Utf8JsonWriter json, ReadOnlySpan<char> value)
+    {
+        if (value is "" or "~" or "null" or "Null" or "NULL")
+        {
+            json.WriteNullValue();
         }
         else if (value is "true" or "True" or "TRUE")
         {
-            _json.WriteBooleanValue(true);
+            json.WriteBooleanValue(true);
         }
         else if (value is "false" or "False" or "FALSE")
         {
-            _json.WriteBooleanValue(false);
+            json.WriteBooleanValue(false);
         }
         else if (!MayBeNumber(value))
         {
-            _json.WriteStringValue(value);
+            json.WriteStringValue(value);
         }
         else if (IntegerPattern().IsMatch(value) && long.TryParse(value, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var integer))
         {
-            _json.WriteNumberValue(integer);
+            json.WriteNumberValue(integer);
         }
         else if (FloatPattern().IsMatch(value) && double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out var real) && double.IsFinite(real))
         {
-            _json.WriteNumberValue(real);
+            json.WriteNumberValue(real);
         }
         else
         {
-            _json.WriteStringValue(value); // "1e999" too: no JSON number, and no field of ours wants one
+            json.WriteStringValue(value); // "1e999" too: no JSON number, and no field of ours wants one
         }
     }
 
     /// <summary>The cheap test first: most values (names, CIDRs, interface names) fail it or the first pattern.</summary>
-    private static bool MayBeNumber(string value) => value[0] is (>= '0' and <= '9') or '-' or '+' or '.';
+    /// <remarks>Both number patterns only match text made of these characters: a CIDR (its '/') is a string without running either.</remarks>
+    private static bool MayBeNumber(ReadOnlySpan<char> value) =>
+        value[0] is (>= '0' and <= '9') or '-' or '+' or '.' && !value.ContainsAnyExcept(NumberCharacters);
+
+    private static readonly SearchValues<char> NumberCharacters = SearchValues.Create("0123456789+-.eE");
 
     private static int Line(ParsingEvent node) => (int)Math.Min(node.Start.Line, int.MaxValue);
 

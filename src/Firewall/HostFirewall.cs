@@ -122,6 +122,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     private Exemptions? _setsFor;
     private IReadOnlyList<DesiredSet>? _sets;
     private PreviousPass _previous = PreviousPass.None;
+    private Task<HostSnapshot>? _prefetched;
 
     /// <summary>
     /// After a pass that read both back ends and left ours only in the chosen one, the next passes read
@@ -136,6 +137,29 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
 
     /// <summary>Reads both iptables back ends, both families, our ipset sets and the nft ruleset, all at once.</summary>
     public Task<HostSnapshot> ReadAsync(CancellationToken cancellationToken) => ReadAsync(Everything, ipset: true, nft: true, cancellationToken);
+
+    /// <summary>
+    /// Starts the full read now, for the next <see cref="ReconcileAsync"/> to use instead of reading then: the one-shot
+    /// <c>apply</c> reads the host while it reads its policy files (issue 11), which do not depend on each other. A
+    /// read is a snapshot whenever it is taken, and a write that races a change is re-read and re-planned as always.
+    /// </summary>
+    public void Prefetch(CancellationToken cancellationToken) => _prefetched ??= ReadAsync(cancellationToken);
+
+    /// <summary>Waits for a <see cref="Prefetch"/> nobody will use (the policies were refused), so no read outlives the caller.</summary>
+    public async Task DropPrefetchAsync()
+    {
+        if (Interlocked.Exchange(ref _prefetched, null) is { } read)
+        {
+            try
+            {
+                await read;
+            }
+            catch (Exception e) when (e is FirewallWriteException or OperationCanceledException)
+            {
+                // Nothing was going to use it; the command reports the policies' problems instead.
+            }
+        }
+    }
 
     private async Task<HostSnapshot> ReadAsync((IptablesBackend, IpFamily)[] keys, bool ipset, bool nft, CancellationToken cancellationToken)
     {
@@ -349,18 +373,27 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     }
 
     /// <summary>Reads, plans and (unless <paramref name="dryRun"/>) writes the difference; writes nothing when in sync.</summary>
+    /// <param name="writing">Called with the plan as its first write starts (not for a dry run or an empty plan), for work
+    /// the caller can do meanwhile: the agent stages its state cache there.</param>
     public async Task<ReconcileResult> ReconcileAsync(
-        Exemptions? exemptions, FirewallSettings settings, bool? previousStateful, bool dryRun, CancellationToken cancellationToken)
+        Exemptions? exemptions, FirewallSettings settings, bool? previousStateful, bool dryRun, CancellationToken cancellationToken,
+        Action<FirewallPlan>? writing = null)
     {
         var started = Stopwatch.GetTimestamp();
-        var snapshot = await ReadSettledAsync(exemptions is not null, settings, cancellationToken)
-            ?? await ReadAsync(cancellationToken);
+        var snapshot = Interlocked.Exchange(ref _prefetched, null) is { } prefetched
+            ? await prefetched
+            : await ReadSettledAsync(exemptions is not null, settings, cancellationToken) ?? await ReadAsync(cancellationToken);
         var previous = _previous with { Stateful = previousStateful ?? _previous.Stateful };
         var plan = Plan(snapshot, DesiredSets(exemptions), settings, previous);
         for (var attempt = 1; !dryRun && !plan.IsEmpty; attempt++)
         {
             try
             {
+                if (attempt == 1)
+                {
+                    writing?.Invoke(plan);
+                }
+
                 await WriteAsync(plan, cancellationToken);
                 break;
             }

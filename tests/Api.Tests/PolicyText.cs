@@ -40,8 +40,12 @@ internal static class PolicyText
     public static string WithInterfaces(string flowList) =>
         WithSpec("allowedSources:", "  - cidr: 100.64.0.0/24", $"    interfaces: {flowList}");
 
-    public static (IReadOnlyList<PolicyDocument> Policies, IReadOnlyList<PolicyProblem> Problems) Parse(string text) =>
-        PolicyDocuments.Parse(text, Source);
+    /// <summary>Parses as the agent does; and every text a test parses is also a check that the fast YAML reader agrees with YamlDotNet.</summary>
+    public static (IReadOnlyList<PolicyDocument> Policies, IReadOnlyList<PolicyProblem> Problems) Parse(string text)
+    {
+        Assert.Null(PolicyYaml.PlainDisagreement(text));
+        return PolicyDocuments.Parse(text, Source);
+    }
 
     /// <summary>Parses text that must be refused with exactly one problem, and returns that problem.</summary>
     public static PolicyProblem SingleProblem(string text)

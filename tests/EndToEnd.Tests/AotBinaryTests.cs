@@ -57,6 +57,8 @@ public sealed class AotBinaryTests
             Assert.Equal("InChain", (string?)state["status"]!["strategy"]);
             Assert.Equal("Node", (string?)state["metadata"]!["ownerReferences"]![0]!["kind"]);
             Assert.Contains(Cidr, ns.Exec("ipset", "list", "TSCGNAT-SRC4"), StringComparison.Ordinal);
+            // The small ts-cgnat-agent handed cluster mode to ts-cgnat-agent-cluster by exec: same process, other program.
+            Assert.Equal(Path.Combine(Path.GetDirectoryName(agentBinary)!, "ts-cgnat-agent-cluster"), new FileInfo($"/proc/{agent.Pid}/exe").LinkTarget);
             var lease = Assert.Single(server.List("leases", "ts-cgnat"));
             Assert.False(string.IsNullOrEmpty((string?)lease["spec"]!["holderIdentity"]), "the operator holds its Lease");
 
@@ -75,6 +77,30 @@ public sealed class AotBinaryTests
         finally
         {
             Sh.Run(agentBinary, "cleanup", "--netns", ns.Name, "--state-dir", Path.Combine(dir.FullName, "state"));
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [SkippableFact]
+    public void The_AOT_agent_without_its_cluster_binary_beside_it_refuses_cluster_mode_and_says_where_it_looked()
+    {
+        var (agentBinary, _) = AotBinaries.Require();
+        var dir = Directory.CreateTempSubdirectory("tscgnat-aot-alone-");
+        try
+        {
+            var alone = Path.Combine(dir.FullName, "ts-cgnat-agent");
+            File.Copy(agentBinary, alone);
+            var refused = Sh.Run(alone, "run", "--node-name", Node);
+            Assert.Equal(1, refused.ExitCode);
+            Assert.Contains($"{Path.Combine(dir.FullName, "ts-cgnat-agent-cluster")} does not exist", refused.StdErr, StringComparison.Ordinal);
+            Assert.Equal("", refused.StdOut);
+
+            // Host mode and every other command need no second binary.
+            var version = Sh.Ok(alone, "version");
+            Assert.StartsWith("ts-cgnat-agent ", version, StringComparison.Ordinal);
+        }
+        finally
+        {
             dir.Delete(recursive: true);
         }
     }
@@ -117,7 +143,8 @@ public static class AotBinaries
     public static (string Agent, string Operator) Require()
     {
         var dir = Environment.GetEnvironmentVariable(Variable);
-        string[] binaries = string.IsNullOrEmpty(dir) ? [] : [Path.Combine(dir, "ts-cgnat-agent"), Path.Combine(dir, "ts-cgnat-operator")];
+        string[] binaries = string.IsNullOrEmpty(dir) ? []
+            : [Path.Combine(dir, "ts-cgnat-agent"), Path.Combine(dir, "ts-cgnat-operator"), Path.Combine(dir, "ts-cgnat-agent-cluster")];
         var missing = binaries.Length == 0
             ? $"{Variable} is not set (scripts/aot-check.sh publishes the NativeAOT binaries and sets it)"
             : binaries.FirstOrDefault(b => !File.Exists(b)) is { } absent ? $"{absent} does not exist" : null;

@@ -595,6 +595,9 @@ public sealed class Daemon : IDisposable
 
     public string Name { get; }
 
+    /// <summary>The process id (the same after an exec into another program).</summary>
+    public int Pid => _process.Id;
+
     public bool HasExited => _disposed || _process.HasExited;
 
     public string Output

@@ -163,10 +163,20 @@ public class PlannerTests
         var input = Planner.IpsetUpdate(desired, actual);
 
         Assert.Equal(
-            "create TSCGNAT-SRC4-NEXT hash:net family inet maxelem 65536\nadd TSCGNAT-SRC4-NEXT 100.64.0.0/24\n"
+            "create TSCGNAT-SRC4-NEXT hash:net family inet hashsize 1024 maxelem 65536\nadd TSCGNAT-SRC4-NEXT 100.64.0.0/24\n"
             + "swap TSCGNAT-SRC4-NEXT TSCGNAT-SRC4\ndestroy TSCGNAT-SRC4-NEXT\n",
             input);
     }
+
+    [Theory]
+    [InlineData(0, 1024)]
+    [InlineData(1024, 1024)]
+    [InlineData(1025, 2048)]
+    [InlineData(10_000, 16384)]
+    [InlineData(65_536, 65536)]
+    [InlineData(200_000, 65536)]
+    public void A_set_is_created_with_a_hash_size_that_holds_its_members_without_rehashing(int members, int hashSize) =>
+        Assert.Equal(hashSize, Planner.HashSize(members));
 
     [Fact]
     public void Ipset_prints_host_entries_without_prefix_and_they_still_compare_equal()

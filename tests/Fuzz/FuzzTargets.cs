@@ -23,6 +23,7 @@ public static class FuzzTargets
     public static IReadOnlyDictionary<string, Action<byte[]>> All { get; } = new Dictionary<string, Action<byte[]>>(StringComparer.Ordinal)
     {
         ["policy-yaml"] = PolicyYaml,
+        ["plain-yaml"] = PlainYamlAgrees,
         ["iptables-save"] = IptablesSave,
         ["ipset-save"] = Ipset,
         ["nft-json"] = Nft,
@@ -41,6 +42,15 @@ public static class FuzzTargets
         if (policies.Count == 0 && problems.Count == 0)
         {
             throw new InvalidOperationException("neither a policy nor a problem");
+        }
+    }
+
+    /// <summary>The fast reader of plain YAML leaves a text to YamlDotNet or reads it exactly as YamlDotNet does (issue 11).</summary>
+    private static void PlainYamlAgrees(byte[] input)
+    {
+        if (Api.PolicyYaml.PlainDisagreement(Text(input)) is { } disagreement)
+        {
+            throw new InvalidOperationException(disagreement);
         }
     }
 

@@ -141,7 +141,8 @@ public static class Planner
             }
 
             var target = have is null ? set.Name : set.Name + Names.StagingSuffix;
-            output.Append("create ").Append(target).Append(' ').Append(set.Type).Append(" family inet maxelem 65536\n");
+            output.Append("create ").Append(target).Append(' ').Append(set.Type).Append(" family inet hashsize ")
+                .Append(HashSize(set.Members.Count)).Append(" maxelem 65536\n");
             foreach (var member in set.Members)
             {
                 output.Append("add ").Append(target).Append(' ').Append(member).Append('\n');
@@ -156,6 +157,13 @@ public static class Planner
 
         return output.Length == 0 ? null : output.ToString();
     }
+
+    /// <summary>
+    /// The set's initial hash size: ipset's default (1024) or, for more members, the power of two that holds them, so
+    /// the kernel never rehashes while the restore fills the set. At 10,000 members that halved the restore (47 to 23
+    /// ms, issue 11); every set is created new (or staged and swapped), so the size is always the one given here.
+    /// </summary>
+    public static int HashSize(int members) => Math.Max(1024, (int)Math.Min(65536, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(members, 1))));
 
     /// <summary>
     /// <c>ipset restore</c> input destroying our sets that are not wanted, or null when there are none.

@@ -99,6 +99,9 @@ public static class AgentCommands
         DefaultValueFactory = _ => 0,
     };
 
+    /// <summary>The arguments as given, for <see cref="ClusterMode.Exec"/>.</summary>
+    private static string[] _args = [];
+
     private static readonly Option<bool> DryRun = new("--dry-run") { Description = "Print what would be written; write nothing." };
 
     public static RootCommand Build()
@@ -165,6 +168,7 @@ public static class AgentCommands
 
     public static async Task<int> InvokeAsync(string[] args)
     {
+        _args = args;
         var parse = Build().Parse(args);
         if (parse.Errors.Count > 0)
         {
@@ -215,15 +219,19 @@ public static class AgentCommands
 
     private static async Task<int> ApplyAsync(ParseResult parse, CancellationToken cancellationToken)
     {
+        // The host is read while the policy files are: neither needs the other (issue 11).
+        var firewall = new HostFirewall(Runner(parse));
+        firewall.Prefetch(cancellationToken);
         var set = LoadPolicies(parse);
         if (set is null)
         {
+            await firewall.DropPrefetchAsync();
             return ExitCodes.InvalidInput;
         }
 
         var dryRun = parse.GetValue(DryRun);
         var reconciler = new Reconciler(
-            new HostFirewall(Runner(parse)), Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!), TimeProvider.System, NullLogger.Instance);
+            firewall, Settings(parse), new AppliedStateCache(parse.GetValue(StateDir)!), TimeProvider.System, NullLogger.Instance);
         try
         {
             var result = await reconciler.ApplyAsync([.. set.Policies.Select(p => p.Valid)], dryRun, cancellationToken);
@@ -269,9 +277,14 @@ public static class AgentCommands
     {
         var paths = parse.GetValue(PolicyFile) ?? [];
         var cluster = paths.Length == 0;
+        if (cluster && !ClusterMode.IsSupported)
+        {
+            return ClusterMode.Exec(_args);
+        }
+
         var nodeName = parse.GetValue(NodeName) ?? Environment.GetEnvironmentVariable("NODE_NAME");
         KubernetesClientConfiguration? kubeconfig = null;
-        if (cluster)
+        if (cluster && ClusterMode.IsSupported) // the switch in every cluster-only branch: ILC removes them when it is off
         {
             if (string.IsNullOrEmpty(nodeName))
             {
@@ -325,7 +338,7 @@ public static class AgentCommands
         builder.Services.AddSingleton(sp => new LocalApiClient(parse.GetValue(TailscaleSocket)!));
         builder.Services.AddSingleton<Func<Action<TailscaleView>, TailscaleWatcher>>(sp => changed => new TailscaleWatcher(
             sp.GetRequiredService<LocalApiClient>(), changed, sp.GetRequiredService<ILogger<TailscaleWatcher>>(), TimeProvider.System));
-        if (cluster)
+        if (cluster && ClusterMode.IsSupported)
         {
             AddClusterSource(builder.Services, kubeconfig!, nodeName!);
         }

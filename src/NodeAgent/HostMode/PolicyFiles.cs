@@ -22,22 +22,17 @@ public static class PolicyFiles
 
     public static PolicySet Load(IEnumerable<string> paths)
     {
-        var policies = new List<PolicyDocument>();
-        var problems = new List<PolicyProblem>();
-        foreach (var path in paths)
+        // Files are read side by side (issue 11: ten files of 1,000 entries), and their results joined in the order
+        // given, so what is read and every message are the same as one after the other.
+        var files = paths.SelectMany(path => Directory.Exists(path) ? PolicyFilesIn(path) : [path]).ToList();
+        var read = new (List<PolicyDocument> Policies, List<PolicyProblem> Problems)[files.Count];
+        Parallel.For(0, files.Count, i =>
         {
-            if (Directory.Exists(path))
-            {
-                foreach (var file in PolicyFilesIn(path))
-                {
-                    LoadFile(file, policies, problems);
-                }
-            }
-            else
-            {
-                LoadFile(path, policies, problems);
-            }
-        }
+            read[i] = ([], []);
+            LoadFile(files[i], read[i].Policies, read[i].Problems);
+        });
+        var policies = read.SelectMany(r => r.Policies).ToList();
+        var problems = read.SelectMany(r => r.Problems).ToList();
 
         foreach (var twin in policies.GroupBy(p => p.Valid.Name, StringComparer.Ordinal).Where(g => g.Count() > 1))
         {

@@ -13,7 +13,7 @@ namespace TsCgnat.NodeAgent.HostMode;
 /// </summary>
 public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings, AppliedStateCache cache, TimeProvider time, ILogger logger)
 {
-    private AppliedState? _saved;
+    private SavedStateFile? _saved;
     private bool _cacheProblemReported;
     private IReadOnlyList<ValidatedPolicy>? _policies;
     private Exemptions? _exemptions;
@@ -62,7 +62,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
             return null;
         }
 
-        _saved = state;
+        _saved = cache.Peek();
         Stateful = state.Stateful;
         var exemptions = state.ToExemptions();
         var result = await firewall.ReconcileAsync(exemptions, Current, Stateful, dryRun: false, cancellationToken);
@@ -85,7 +85,22 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         }
 
         var exemptions = _exemptions!;
-        var result = await firewall.ReconcileAsync(exemptions, Current, Stateful ?? Cached()?.Stateful, dryRun, cancellationToken);
+        var saved = Saved();
+        Task<SavedStateFile?>? staging = null;
+        ReconcileResult result;
+        try
+        {
+            // While the firewall writes run, the cache file that will describe them is written and synced beside
+            // the old one (when it changes); it replaces the old one only once the writes succeeded.
+            result = await firewall.ReconcileAsync(exemptions, Current, Stateful ?? saved?.Stateful, dryRun, cancellationToken,
+                writing: plan => staging = Task.Run(() => StageIfChanged(policies, exemptions, plan.Tailscale[IpFamily.V4].Stateful ?? Stateful, saved)));
+        }
+        catch
+        {
+            await DiscardAsync(staging);
+            throw;
+        }
+
         if (dryRun)
         {
             return result;
@@ -93,14 +108,51 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 
         _applied = exemptions;
         Stateful = result.Plan.Tailscale[IpFamily.V4].Stateful ?? Stateful;
+
+        // The cache is rewritten only when what it says changes, so an idle resync does no disk I/O.
         var state = AppliedState.From(policies, exemptions, Stateful, time.GetUtcNow());
-        if (!SameAsSaved(state))
+        var staged = staging is null ? null : await staging;
+        if (staged is not null && staged.Holds(state))
         {
-            cache.Save(state);
-            _saved = state;
+            _saved = cache.Commit(staged);
+        }
+        else
+        {
+            if (staged is not null)
+            {
+                cache.Discard(); // staged for a plan that a raced write changed
+            }
+
+            if (saved is null || !saved.Holds(state))
+            {
+                _saved = cache.Save(state);
+            }
         }
 
         return result;
+    }
+
+    /// <summary>After a failed write: the staged cache file is removed, and the old one stays (a failure here changes nothing).</summary>
+    private async Task DiscardAsync(Task<SavedStateFile?>? staging)
+    {
+        try
+        {
+            if (staging is not null && await staging is not null)
+            {
+                cache.Discard();
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            logger.LogDebug("the staged state cache was not written or removed: {Error}", e.Message);
+        }
+    }
+
+    /// <summary>The cache file for these policies, staged when it differs from <paramref name="saved"/>; null when it does not.</summary>
+    private SavedStateFile? StageIfChanged(IReadOnlyList<ValidatedPolicy> policies, Exemptions exemptions, bool? stateful, SavedStateFile? saved)
+    {
+        var state = AppliedState.From(policies, exemptions, stateful, time.GetUtcNow());
+        return saved is not null && saved.Holds(state) ? null : cache.Stage(state);
     }
 
     /// <summary>
@@ -125,26 +177,6 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         return size;
     }
 
-    private AppliedState? Cached()
-    {
-        try
-        {
-            return _saved ??= cache.Load();
-        }
-        catch (InvalidDataException)
-        {
-            return null;
-        }
-    }
-
-    /// <summary>The cache is rewritten only when what it says changes, so an idle resync does no disk I/O.</summary>
-    private bool SameAsSaved(AppliedState state)
-    {
-        var saved = Cached();
-        return saved is not null
-            && saved.Stateful == state.Stateful
-            && saved.Policies.Select(p => (p.Name, p.Generation)).SequenceEqual(state.Policies.Select(p => (p.Name, p.Generation)))
-            && saved.AllowedSources.Select(s => s.Cidr + "|" + string.Join(',', s.Interfaces)).SequenceEqual(state.AllowedSources.Select(s => s.Cidr + "|" + string.Join(',', s.Interfaces)), StringComparer.Ordinal)
-            && saved.RoutedSubnets.SequenceEqual(state.RoutedSubnets, StringComparer.Ordinal);
-    }
+    /// <summary>The cache file as last read or written (read once, unchecked: only compared and asked for stateful).</summary>
+    private SavedStateFile? Saved() => _saved ??= cache.Peek();
 }

@@ -77,6 +77,71 @@ public sealed class AppliedSource
     public List<string> Interfaces { get; set; } = [];
 }
 
+/// <summary>
+/// The cache file as it is on disk, read without checking its entries: what <see cref="AppliedStateCache.Peek"/>
+/// gives a pass that only needs to know whether the file already says what it would write, and the stateful
+/// filtering it recorded. Reading the whole file as objects and checking every CIDR again is for the fail-static
+/// start (<see cref="AppliedStateCache.Load"/>); at 10,000 entries it cost a no-op <c>apply</c> about a tenth of its time.
+/// </summary>
+public sealed record SavedStateFile(byte[] Bytes, DateTimeOffset AppliedAt, bool? Stateful)
+{
+    /// <summary>Whether the file says exactly <paramref name="state"/>, written at the file's own time.</summary>
+    public bool Holds(AppliedState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var when = state.AppliedAt;
+        try
+        {
+            state.AppliedAt = AppliedAt;
+            return AppliedStateCache.Serialize(state).AsSpan().SequenceEqual(Bytes);
+        }
+        finally
+        {
+            state.AppliedAt = when;
+        }
+    }
+
+    /// <summary>The top-level appliedAt and stateful of a cache file; null when it is not a JSON object that has appliedAt.</summary>
+    public static SavedStateFile? From(byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        try
+        {
+            var reader = new Utf8JsonReader(bytes);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
+            {
+                return null;
+            }
+
+            DateTimeOffset? appliedAt = null;
+            bool? stateful = null;
+            while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+            {
+                var name = reader.ValueTextEquals("appliedAt") ? 1 : reader.ValueTextEquals("stateful") ? 2 : 0;
+                reader.Read();
+                if (name == 1 && reader.TokenType == JsonTokenType.String && reader.TryGetDateTimeOffset(out var at))
+                {
+                    appliedAt = at;
+                }
+                else if (name == 2 && reader.TokenType is JsonTokenType.True or JsonTokenType.False)
+                {
+                    stateful = reader.GetBoolean();
+                }
+                else
+                {
+                    reader.Skip();
+                }
+            }
+
+            return appliedAt is { } time ? new SavedStateFile(bytes, time, stateful) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+}
+
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true)]
 [JsonSerializable(typeof(AppliedState))]
 internal sealed partial class StateJsonContext : JsonSerializerContext;
@@ -120,9 +185,35 @@ public sealed class AppliedStateCache(string stateDirectory)
         }
     }
 
-    /// <summary>Writes atomically: a temp file beside it, fsync, rename. A crash leaves the old or the new file, never half of one.</summary>
-    public void Save(AppliedState state)
+    /// <summary>The file's bytes with its appliedAt and stateful, unchecked; null when there is none or it is not ours (see <see cref="SavedStateFile"/>).</summary>
+    public SavedStateFile? Peek()
     {
+        try
+        {
+            var info = new FileInfo(Path);
+            return info.Exists && info.Length <= MaxFileBytes ? SavedStateFile.From(File.ReadAllBytes(Path)) : null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The bytes <see cref="Save"/> writes for <paramref name="state"/>.</summary>
+    public static byte[] Serialize(AppliedState state) => JsonSerializer.SerializeToUtf8Bytes(state, StateJsonContext.Default.AppliedState);
+
+    /// <summary>Writes atomically: a temp file beside it, fsync, rename. A crash leaves the old or the new file, never half of one.</summary>
+    public SavedStateFile Save(AppliedState state) => Commit(Stage(state));
+
+    /// <summary>
+    /// The first half of <see cref="Save"/>: the temp file written and synced, the old file untouched. The agent stages
+    /// while the firewall writes run, and commits only once they succeeded (issue 11: the fsync is then off the
+    /// path of an <c>apply</c>).
+    /// </summary>
+    public SavedStateFile Stage(AppliedState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        var bytes = Serialize(state);
         Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
         var temp = Path + ".tmp";
         var options = new FileStreamOptions
@@ -133,12 +224,22 @@ public sealed class AppliedStateCache(string stateDirectory)
         };
         using (var stream = new FileStream(temp, options))
         {
-            JsonSerializer.Serialize(stream, state, StateJsonContext.Default.AppliedState);
+            stream.Write(bytes);
             stream.Flush(flushToDisk: true);
         }
 
-        File.Move(temp, Path, overwrite: true);
+        return new SavedStateFile(bytes, state.AppliedAt, state.Stateful);
     }
+
+    /// <summary>The second half of <see cref="Save"/>: the staged file replaces the cache.</summary>
+    public SavedStateFile Commit(SavedStateFile staged)
+    {
+        File.Move(Path + ".tmp", Path, overwrite: true);
+        return staged;
+    }
+
+    /// <summary>Drops what <see cref="Stage"/> wrote (the firewall write it was for failed).</summary>
+    public void Discard() => File.Delete(Path + ".tmp");
 
     /// <summary>Removes the cache and a temp file a crash may have left; nothing to do when the state directory
     /// itself is missing (File.Delete throws for a missing directory, which made <c>cleanup</c> fail after it had
