@@ -46,6 +46,57 @@ public sealed class AppliedStateCacheTests : IDisposable
     }
 
     [Fact]
+    public void A_staged_state_replaces_the_cache_only_when_committed_and_a_discarded_one_leaves_it_as_it_was()
+    {
+        var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));
+        var policy = new ValidatedPolicy("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
+        var old = cache.Save(AppliedState.From([policy], Seed, stateful: false, DateTimeOffset.UnixEpoch));
+        var before = File.ReadAllBytes(cache.Path);
+
+        var staged = cache.Stage(AppliedState.From([policy with { Generation = 4 }], Seed, stateful: false, DateTimeOffset.UnixEpoch));
+        Assert.Equal(before, File.ReadAllBytes(cache.Path)); // staged beside it, the cache untouched
+        cache.Discard();
+        Assert.Equal(before, File.ReadAllBytes(cache.Path));
+        Assert.False(File.Exists(cache.Path + ".tmp"));
+
+        staged = cache.Stage(AppliedState.From([policy with { Generation = 4 }], Seed, stateful: false, DateTimeOffset.UnixEpoch));
+        cache.Commit(staged);
+        Assert.Equal(4, cache.Load()!.Policies.Single().Generation);
+        Assert.NotEqual(old.Bytes, staged.Bytes);
+    }
+
+    [Fact]
+    public void The_saved_file_says_whether_it_holds_a_state_whatever_the_time_it_was_written()
+    {
+        var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));
+        var policy = new ValidatedPolicy("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
+        cache.Save(AppliedState.From([policy], Seed, stateful: true, DateTimeOffset.UnixEpoch));
+
+        var saved = cache.Peek()!;
+
+        Assert.True(saved.Stateful);
+        Assert.Equal(DateTimeOffset.UnixEpoch, saved.AppliedAt);
+        Assert.True(saved.Holds(AppliedState.From([policy], Seed, stateful: true, DateTimeOffset.UtcNow)));
+        Assert.False(saved.Holds(AppliedState.From([policy], Seed, stateful: false, DateTimeOffset.UtcNow)));
+        Assert.False(saved.Holds(AppliedState.From([policy with { Generation = 4 }], Seed, stateful: true, DateTimeOffset.UtcNow)));
+        Assert.False(saved.Holds(AppliedState.From([policy], new Exemptions(Seed.Sources, []), stateful: true, DateTimeOffset.UtcNow)));
+    }
+
+    [Theory]
+    [InlineData("not json at all")]
+    [InlineData("[]")]
+    [InlineData("""{"version":1}""")]
+    [InlineData("""{"appliedAt":"yesterday"}""")]
+    [InlineData("""{"appliedAt":"1970-01-01T00:00:00+00:00","policies":[""")]
+    public void A_file_that_is_not_a_cache_with_a_time_is_no_saved_state(string content)
+    {
+        var cache = new AppliedStateCache(_dir.Path);
+        File.WriteAllText(cache.Path, content);
+
+        Assert.Null(cache.Peek());
+    }
+
+    [Fact]
     public void No_file_means_no_cached_state()
     {
         Assert.Null(new AppliedStateCache(_dir.Path).Load());

@@ -105,6 +105,9 @@ public sealed class AgentLoop(
     private readonly Channel<Trigger> _dirty = Channel.CreateBounded<Trigger>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private FirewallWatch? _firewall;
     private TailscaleView _tailscale = TailscaleView.NotYetKnown;
+    private object? _compactedAfter;
+    private bool _compact = true; // the start: cache, first read, first plan
+    private long _allocatedAtCompaction;
 
     /// <summary>Completed reconciles, for tests and the log.</summary>
     public int Reconciles { get; private set; }
@@ -168,6 +171,26 @@ public sealed class AgentLoop(
 
             // The loop passed, whatever the pass did: /healthz stays good while the loop turns.
             readiness?.Heartbeat();
+            CompactWhenIdle();
+        }
+    }
+
+    /// <summary>
+    /// With nothing waiting, after the start, after a pass that read new policies, or once 2 MB more have been
+    /// allocated since the last time (resyncs, scrapes of /metrics): one full, compacting GC that gives the memory
+    /// back to the system (issue 11: an idle agent under 15 MB anonymous). Reading 10,000 entries allocates tens of
+    /// MB, and without this the GC keeps its young generation's budget committed for a burst an idle agent never
+    /// has: scraped twice a second, the anonymous memory crept from 11.6 to 13.7 MB in a minute and went on.
+    /// A compaction of the idle heap costs about a millisecond, at most once per 2 MB allocated.
+    /// </summary>
+    private void CompactWhenIdle()
+    {
+        const long Allocated = 2 << 20;
+        if ((_compact || GC.GetTotalAllocatedBytes() - _allocatedAtCompaction > Allocated) && !_dirty.Reader.TryPeek(out _))
+        {
+            _compact = false;
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+            _allocatedAtCompaction = GC.GetTotalAllocatedBytes();
         }
     }
 
@@ -187,6 +210,11 @@ public sealed class AgentLoop(
                 RecordSize(restored);
                 source.Completed(new PassOutcome(trigger.Cause, null, null, null, false, Volatile.Read(ref _tailscale)));
                 return;
+            }
+
+            if (!ReferenceEquals(policies, _compactedAfter))
+            {
+                (_compactedAfter, _compact) = (policies, true); // new policies: compact once idle again
             }
 
             var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken);
