@@ -45,6 +45,20 @@ public sealed record RestoreStep(IptablesBackend Backend, IpFamily Family, strin
 /// <summary>The difference between the host and what we want, as the exact input of each write.</summary>
 /// <param name="Backend">The iptables back end our iptables rules go to (with the nftables runner: where its rules live).</param>
 /// <param name="NftScript">One <c>nft -f</c> transaction (tailscaled's nftables runner), or null.</param>
+/// <summary>How much of ours the host holds once a plan is written: our rules in every family (rules in our chains,
+/// hooks, exemptions in Tailscale's chains) and each of our sets' members. What the agent's size gauges report.</summary>
+public sealed record OursAfter(long Rules, IReadOnlyDictionary<string, long> SetMembers)
+{
+    public static readonly OursAfter Nothing = new(0, new Dictionary<string, long>());
+
+    public static OursAfter Of(DesiredState desired) => new(
+        desired.Families.Values.SelectMany(tables => tables).Sum(table => (long)table.Chains.Values.Sum(chain => chain.Count) + table.Hooks.Count),
+        Members(desired.Sets));
+
+    public static Dictionary<string, long> Members(IEnumerable<DesiredSet> sets) =>
+        sets.ToDictionary(s => s.Name, s => (long)s.Members.Count, StringComparer.Ordinal);
+}
+
 public sealed record FirewallPlan(
     BackendChoice Backend,
     IReadOnlyDictionary<IpFamily, TailscaleChains> Tailscale,
@@ -59,6 +73,9 @@ public sealed record FirewallPlan(
     string? NftScript = null)
 {
     public bool IsEmpty => IpsetDestroyStaging is null && IpsetUpdate is null && Restores.Count == 0 && IpsetDestroyStale is null && NftScript is null;
+
+    /// <summary>What the host holds of ours once this plan is written: counted from the desired state the plan was made from.</summary>
+    public OursAfter Ours { get; init; } = OursAfter.Nothing;
 
     /// <summary>Where the rules live, as reported: iptables-legacy, iptables-nft or nftables.</summary>
     public string BackendName => Runner?.Runner == TailscaleRunner.Nftables ? "nftables" : Tools.Name(Backend.Backend);
@@ -259,7 +276,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         {
             if (snapshot.Rulesets.TryGetValue((choice.Backend, family), out var ruleset))
             {
-                tailscale[family] = BackendDetector.Tailscale(ruleset, tun);
+                tailscale[family] = TailscaleChainsReader.FromIptables(ruleset, tun);
             }
         }
 
@@ -311,7 +328,10 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             runnerChoice,
             strategy,
             // Sets an earlier InChain under the nftables runner left behind.
-            snapshot.Nft is { } nft ? NftLayout.Plan(null, [], nft, ownAll: false) : null);
+            snapshot.Nft is { } nft ? NftLayout.Plan(null, [], nft, ownAll: false) : null)
+        {
+            Ours = OursAfter.Of(desired),
+        };
     }
 
     /// <summary>tailscaled's nftables runner: InChain in nft, and nothing of ours left in iptables or ipset.</summary>
@@ -320,15 +340,13 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     {
         var nft = snapshot.Nft ?? NftRuleset.Empty;
         var tun = settings.TailscaleInterface;
-        var v4 = NativeChains(nft, "ip", tun);
-        var tailscale = new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4, [IpFamily.V6] = NativeChains(nft, "ip6", tun) };
+        var v4 = TailscaleChainsReader.FromNft(nft, "ip", tun);
+        var tailscale = new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4, [IpFamily.V6] = TailscaleChainsReader.FromNft(nft, "ip6", tun) };
         var stateful = v4.Stateful ?? previous.Stateful ?? settings.Hint?.Stateful ?? false;
         var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, v4, settings.Hint, previous.Strategy);
-        var script = NftLayout.Plan(
-            sets is null ? null : NftLayout.Sets(sets),
-            sets is null ? [] : NftLayout.Rules(tun, stateful),
-            nft,
-            ownAll: true);
+        var nftSets = sets is null ? null : NftLayout.Sets(sets);
+        var nftRules = sets is null ? [] : NftLayout.Rules(tun, stateful);
+        var script = NftLayout.Plan(nftSets, nftRules, nft, ownAll: true);
 
         // iptables-legacy may still hold what an earlier strategy wrote there; iptables-nft's part is in the script above.
         var restores = snapshot.Rulesets
@@ -350,26 +368,11 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             warnings,
             runnerChoice,
             strategy,
-            script);
-    }
-
-    /// <summary>What tailscaled's nftables runner has in one family.</summary>
-    public static TailscaleChains NativeChains(NftRuleset nft, string family, string tun)
-    {
-        var input = nft.Chain(family, "filter", Names.TsInput);
-        var forward = nft.Chain(family, "filter", Names.TsForward);
-        var theirs = forward?.Rules.Where(r => !Names.IsOurComment(r.Comment)).ToList() ?? [];
-        bool? stateful = theirs.Count == 0 ? null
-            : theirs.Any(r => r.Verdict() == "drop" && r.Expressions.GetRawText().Contains("\"ct\"", StringComparison.Ordinal));
-        var plainJumps = new[] { ("INPUT", Names.TsInput), ("FORWARD", Names.TsForward) }.Any(j =>
-            nft.Chain(family, "filter", j.Item1)?.Rules.Any(r => !Names.IsOurComment(r.Comment) && r.Verdict() == $"jump {j.Item2}") == true);
-        return new TailscaleChains(
-            input is not null,
-            forward is not null,
-            nft.Chain(family, "nat", Names.TsPostrouting) is not null,
-            plainJumps,
-            stateful,
-            input?.Rules.Count(r => !Names.IsOurComment(r.Comment)) ?? 0);
+            script)
+        {
+            // Our rules go into Tailscale's chains that exist (nft leaves out a prefix inside another one of the same set).
+            Ours = new OursAfter(nftRules.Count(r => r.Chain == Names.TsInput ? v4.Input : v4.Forward), OursAfter.Members(nftSets ?? [])),
+        };
     }
 
     /// <summary>Reads, plans and (unless <paramref name="dryRun"/>) writes the difference; writes nothing when in sync.</summary>
@@ -457,7 +460,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         if (_settledNative)
         {
             var native = await ReadAsync([], ipset: false, nft: true, cancellationToken);
-            var nativeLive = native.Nft is { } nft && NativeChains(nft, "ip", settings.TailscaleInterface).InputRules > 0;
+            var nativeLive = native.Nft is { } nft && TailscaleChainsReader.FromNft(nft, "ip", settings.TailscaleInterface).InputRules > 0;
             return nativeLive ? native with { Settled = settled } : null;
         }
 

@@ -95,13 +95,13 @@ public class BackendDetectorTests
             + "-A ts-input -s 100.64.0.0/10 ! -i tailscale0 -j DROP\nCOMMIT\n");
         var rebuilding = SavedRuleset.Parse("*filter\n:INPUT ACCEPT [0:0]\n:ts-forward - [0:0]\n:ts-input - [0:0]\nCOMMIT\n");
 
-        var ts = BackendDetector.Tailscale(on, "tailscale0");
-        var empty = BackendDetector.Tailscale(rebuilding, "tailscale0");
+        var ts = TailscaleChainsReader.FromIptables(on, "tailscale0");
+        var empty = TailscaleChainsReader.FromIptables(rebuilding, "tailscale0");
 
         Assert.Equal("on", ts.Mode);
         Assert.True(ts.Stateful);
         Assert.Equal("nodivert", empty.Mode);
         Assert.Null(empty.Stateful); // unknown while ts-forward is empty: the last known value is kept
-        Assert.Equal("off", BackendDetector.Tailscale(SavedRuleset.Parse(Empty), "tailscale0").Mode);
+        Assert.Equal("off", TailscaleChainsReader.FromIptables(SavedRuleset.Parse(Empty), "tailscale0").Mode);
     }
 }

@@ -1,13 +1,14 @@
-using k8s.Models;
+using ReconcileResult = TsCgnat.Firewall.ReconcileResult;
 using TsCgnat.Api;
-using TsCgnat.Firewall;
 using TsCgnat.Firewall.Detection;
 using TsCgnat.Firewall.Model;
+using TsCgnat.Firewall;
 using TsCgnat.Kube;
 using TsCgnat.NodeAgent.Cluster;
 using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
-using ReconcileResult = TsCgnat.Firewall.ReconcileResult;
+using k8s.Models;
 
 namespace TsCgnat.NodeAgent.Tests;
 
@@ -138,7 +139,7 @@ public sealed class ClusterNodeStatusTests
     public void Netfilter_mode_off_from_the_LocalAPI_makes_TailscaleCompatible_False()
     {
         var selection = Select(ClusterSelectionTests.Policy("lan", "100.64.0.0/24", null));
-        var off = new TailscaleView(true, null, BackendState.Running, "1.90.1", new TailscalePrefs { NetfilterMode = Tailscale.NetfilterMode.Off });
+        var off = new TailscaleView(true, null, BackendState.Running, "1.90.1", new TailscalePrefs { NetfilterMode = NetfilterMode.Off });
 
         var status = Compute(null, selection, Passed(selection, wrote: true, tailscale: off, chains: TailscaleChains.Absent));
 

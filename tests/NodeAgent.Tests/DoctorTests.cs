@@ -341,11 +341,11 @@ public sealed class DoctorWalkTests
     [Fact]
     public void The_LocalAPI_view_is_reported_and_its_mode_is_preferred_with_a_warning_when_the_firewall_disagrees()
     {
-        var view = new TailscaleView(true, null, BackendState.Running, "1.100.0", new TailscalePrefs { NetfilterMode = Tailscale.NetfilterMode.NoDivert, NetfilterKind = "iptables" });
+        var view = new TailscaleView(true, null, BackendState.Running, "1.100.0", new TailscalePrefs { NetfilterMode = NetfilterMode.NoDivert, NetfilterKind = "iptables" });
 
         var report = Examine(ModeOn, policies: [Lab], localApi: view);
 
-        Assert.Equal(("nodivert", "localApi", "on"), (report.Tailscale.Mode, report.Tailscale.ModeLearnedFrom, report.Tailscale.FirewallMode));
+        Assert.Equal(("nodivert", "localApi", "on"), (report.Tailscale.Mode, report.Tailscale.ModeLearnedFrom, report.Tailscale.NetfilterMode));
         Assert.Equal(new LocalApiFinding(Socket, true, null, "Running", "1.100.0", "nodivert", "iptables"), report.Tailscale.LocalApi);
         Assert.Contains(report.Warnings, w => w.StartsWith("the LocalAPI says netfilter mode nodivert but the firewall shows on", StringComparison.Ordinal));
     }
@@ -353,12 +353,12 @@ public sealed class DoctorWalkTests
     [Fact]
     public void Before_tailscaled_builds_its_chains_the_runner_comes_from_the_LocalAPI()
     {
-        var view = new TailscaleView(true, null, BackendState.Starting, "1.100.0", new TailscalePrefs { NetfilterMode = Tailscale.NetfilterMode.On, NetfilterKind = "nftables" });
+        var view = new TailscaleView(true, null, BackendState.Starting, "1.100.0", new TailscalePrefs { NetfilterMode = NetfilterMode.On, NetfilterKind = "nftables" });
 
         var report = Examine("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", nftJson: """{"nftables": []}""", policies: [Lab], localApi: view);
 
         Assert.Equal(("nftables", "localApi"), (report.Tailscale.Runner, report.Tailscale.RunnerLearnedFrom));
-        Assert.Equal("off", report.Tailscale.FirewallMode);
+        Assert.Equal("off", report.Tailscale.NetfilterMode);
     }
 
     [Fact]

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using TsCgnat.Firewall.Model;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.TestSupport;
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.Reconciling;
 
 namespace TsCgnat.NodeAgent.Tests;
 

@@ -1,11 +1,12 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
+using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
-using TsCgnat.Firewall;
 using TsCgnat.Firewall.Processes;
+using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.State;
 using TsCgnat.NodeAgent.Triggers;
 using TsCgnat.Telemetry;

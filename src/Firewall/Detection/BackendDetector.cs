@@ -30,7 +30,7 @@ public static class BackendDetector
         }
 
         // 1. Where tailscaled's chains are. With leftovers in both, the one whose ts-input holds rules is live.
-        var withTs = backends.Where(b => HasTailscale(rulesets[b])).ToList();
+        var withTs = backends.Where(b => TailscaleChainsReader.Present(rulesets[b])).ToList();
         if (withTs.Count == 1)
         {
             return new(withTs[0], $"tailscaled's ts-* chains are in {Tools.Name(withTs[0])}");
@@ -72,29 +72,5 @@ public static class BackendDetector
         return fallback is { } chosen
             ? new(chosen, $"no ts-* chains, hints or rules yet; plain iptables on this host is {Tools.Name(chosen)}")
             : new(IptablesBackend.Nft, "no ts-* chains, hints or rules yet, and plain iptables did not say which it is; iptables-nft is the distributions' default");
-    }
-
-    public static bool HasTailscale(SavedRuleset ruleset) =>
-        ruleset.Table("filter").HasChain(Names.TsInput) || ruleset.Table("filter").HasChain(Names.TsForward)
-        || ruleset.Table("nat").HasChain(Names.TsPostrouting);
-
-    /// <summary>What Tailscale has in one family, read from that family's saved ruleset.</summary>
-    public static TailscaleChains Tailscale(SavedRuleset ruleset, string tun)
-    {
-        var filter = ruleset.Table("filter");
-        var nat = ruleset.Table("nat");
-        var forward = filter.Rules(Names.TsForward);
-        bool? stateful = forward.Contains($"-o {tun} -j ACCEPT", StringComparer.Ordinal)
-            ? forward.Any(r => r.StartsWith($"-o {tun} ", StringComparison.Ordinal) && r.Contains("--ctstate", StringComparison.Ordinal) && r.EndsWith("-j DROP", StringComparison.Ordinal))
-            : null;
-        var plainJumps = filter.Rules("INPUT").Contains($"-j {Names.TsInput}", StringComparer.Ordinal)
-            || filter.Rules("FORWARD").Contains($"-j {Names.TsForward}", StringComparer.Ordinal);
-        return new TailscaleChains(
-            filter.HasChain(Names.TsInput),
-            filter.HasChain(Names.TsForward),
-            nat.HasChain(Names.TsPostrouting),
-            plainJumps,
-            stateful,
-            filter.Rules(Names.TsInput).Count);
     }
 }

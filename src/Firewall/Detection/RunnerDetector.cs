@@ -24,7 +24,7 @@ public static class RunnerDetector
         string tun,
         TailscaleRunner? previous = null)
     {
-        var legacyHas = rulesets.TryGetValue((IptablesBackend.Legacy, IpFamily.V4), out var legacy) && BackendDetector.HasTailscale(legacy);
+        var legacyHas = rulesets.TryGetValue((IptablesBackend.Legacy, IpFamily.V4), out var legacy) && TailscaleChainsReader.Present(legacy);
         var legacyRules = legacyHas ? legacy!.Table("filter").Rules(Names.TsInput).Count(r => !Names.IsOurRule(r)) : 0;
         var nftRules = nft?.Chain("ip", "filter", Names.TsInput)?.Rules.Count(r => !Names.IsOurComment(r.Comment)) ?? 0;
         if (legacyHas && nftRules <= legacyRules)
@@ -72,7 +72,7 @@ public static class RunnerDetector
             };
         }
 
-        if (nft is null && rulesets.TryGetValue((IptablesBackend.Nft, IpFamily.V4), out var viaIptablesNft) && BackendDetector.HasTailscale(viaIptablesNft))
+        if (nft is null && rulesets.TryGetValue((IptablesBackend.Nft, IpFamily.V4), out var viaIptablesNft) && TailscaleChainsReader.Present(viaIptablesNft))
         {
             return new(TailscaleRunner.IptablesNft, "tailscaled's ts-* chains are in iptables-nft (nft itself is not installed)");
         }

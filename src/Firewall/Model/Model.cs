@@ -51,11 +51,22 @@ public enum TailscaleRunner
     Nftables,
 }
 
-/// <summary>tailscaled's netfilter mode (LocalAPI <c>NetfilterMode</c>: 0 off, 1 nodivert, 2 on).</summary>
+/// <summary>
+/// tailscaled's <c>--netfilter-mode</c>, the one enum of it in the engine and the agent. In the LocalAPI's prefs and
+/// notifications it is a JSON number (0 off, 1 nodivert, 2 on), the values here; the names exist only in the CLI and
+/// the config file (facts 5.2). The CRD's status says it as <c>Api.TailscaleNetfilterMode</c>, the API's vocabulary
+/// (lowercase names, and <c>unknown</c> for a node where neither the LocalAPI nor the firewall told), converted in
+/// one place (<c>NodeStatus</c>).
+/// </summary>
 public enum NetfilterMode
 {
+    /// <summary>No chains at all: no CGNAT drop, but no subnet-routing MARK/MASQUERADE either.</summary>
     Off = 0,
+
+    /// <summary>tailscaled fills its <c>ts-*</c> chains but hooks nothing: the <c>Indirect</c> strategy's mode.</summary>
     NoDivert = 1,
+
+    /// <summary>The default: plain jumps from the built-in chains into <c>ts-*</c>.</summary>
     On = 2,
 }
 

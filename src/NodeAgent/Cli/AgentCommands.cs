@@ -1,20 +1,21 @@
 using System.CommandLine;
-using k8s;
-using k8s.Exceptions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
-using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
+using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.Cluster;
 using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.State;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.NodeAgent.Triggers;
 using TsCgnat.Telemetry;
+using k8s.Exceptions;
+using k8s;
 
 namespace TsCgnat.NodeAgent.Cli;
 

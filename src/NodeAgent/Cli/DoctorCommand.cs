@@ -1,11 +1,12 @@
 using System.CommandLine;
 using System.Net.Sockets;
 using System.Text.Json;
-using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
+using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.Doctor;
 using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
 
 namespace TsCgnat.NodeAgent.Cli;

@@ -1,11 +1,12 @@
 using System.Security.Cryptography;
 using System.Text;
-using k8s.Models;
 using TsCgnat.Api;
-using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
+using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.HostMode;
+using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
+using k8s.Models;
 
 namespace TsCgnat.NodeAgent.Cluster;
 
@@ -207,7 +208,7 @@ public static class NodeStatus
     {
         ArgumentNullException.ThrowIfNull(plan);
         ArgumentNullException.ThrowIfNull(tailscale);
-        if (tailscale.Reachable && tailscale.Prefs?.NetfilterMode == Tailscale.NetfilterMode.Off)
+        if (tailscale.Reachable && tailscale.Prefs?.NetfilterMode == NetfilterMode.Off)
         {
             return (ConditionStatus.False, NodeReasons.NetfilterModeOff,
                 "tailscaled runs with --netfilter-mode=off: it drops nothing, so no exemption is needed, but subnet routing lacks its MARK and MASQUERADE rules; use mode on or nodivert");
@@ -259,9 +260,9 @@ public static class NodeStatus
         Detected = true,
         NetfilterMode = tailscale.Prefs?.NetfilterMode switch
         {
-            Tailscale.NetfilterMode.Off => TailscaleNetfilterMode.Off,
-            Tailscale.NetfilterMode.NoDivert => TailscaleNetfilterMode.Nodivert,
-            Tailscale.NetfilterMode.On => TailscaleNetfilterMode.On,
+            NetfilterMode.Off => TailscaleNetfilterMode.Off,
+            NetfilterMode.NoDivert => TailscaleNetfilterMode.Nodivert,
+            NetfilterMode.On => TailscaleNetfilterMode.On,
             _ => TailscaleNetfilterMode.Unknown,
         },
         Runner = runner ?? TailscaleFirewallRunner.Unknown,
@@ -272,7 +273,7 @@ public static class NodeStatus
 
     private static string ModeName(FirewallPlan plan, TailscaleView tailscale) =>
         tailscale.Reachable && tailscale.Prefs is { } prefs
-            ? prefs.NetfilterMode switch { Tailscale.NetfilterMode.On => "on", Tailscale.NetfilterMode.NoDivert => "nodivert", _ => "off" }
+            ? prefs.NetfilterMode switch { NetfilterMode.On => "on", NetfilterMode.NoDivert => "nodivert", _ => "off" }
             : (plan.Tailscale.GetValueOrDefault(IpFamily.V4) ?? TailscaleChains.Absent).Mode;
 
     private static V1Condition Copy(V1Condition c) => new()

@@ -25,7 +25,7 @@ public sealed record FirewallFinding(string Backend, string Reason, string? Erro
 /// <param name="RunnerLearnedFrom">firewall, or localApi when the chains could not tell.</param>
 /// <param name="Mode">on, nodivert or off.</param>
 /// <param name="ModeLearnedFrom">localApi (its prefs) when reachable, otherwise firewall.</param>
-/// <param name="FirewallMode">What the chains show: on (plain jumps), nodivert (chains without jumps), off (no chains).</param>
+/// <param name="NetfilterMode">What the chains show: on (plain jumps), nodivert (chains without jumps), off (no chains).</param>
 /// <param name="StatefulFilteringLearnedFrom">firewall (ts-forward's rules), localApi, or default (off) when neither says.</param>
 public sealed record TailscaleFinding(
     string Interface,
@@ -34,7 +34,7 @@ public sealed record TailscaleFinding(
     string RunnerLearnedFrom,
     string Mode,
     string ModeLearnedFrom,
-    string FirewallMode,
+    string NetfilterMode,
     bool StatefulFiltering,
     string StatefulFilteringLearnedFrom,
     LocalApiFinding LocalApi);

@@ -18,7 +18,7 @@ public static class DoctorText
         }
 
         Line($"tailscaled runner: {ts.Runner} (from the {Source(ts.RunnerLearnedFrom)}: {ts.RunnerReason})");
-        Line($"tailscaled netfilter mode: {ts.Mode} (from the {Source(ts.ModeLearnedFrom)}; the firewall shows {ts.FirewallMode})");
+        Line($"tailscaled netfilter mode: {ts.Mode} (from the {Source(ts.ModeLearnedFrom)}; the firewall shows {ts.NetfilterMode})");
         Line($"stateful filtering: {(ts.StatefulFiltering ? "on" : "off")} ({(ts.StatefulFilteringLearnedFrom == "default" ? "default: neither the firewall nor the LocalAPI says" : "from the " + Source(ts.StatefulFilteringLearnedFrom))})");
         var api = ts.LocalApi;
         Line(api.Reachable

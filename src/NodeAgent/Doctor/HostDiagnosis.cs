@@ -7,7 +7,6 @@ using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
 using TsCgnat.Firewall.Rules;
 using TsCgnat.NodeAgent.Tailscale;
-using FirewallMode = TsCgnat.Firewall.Model.NetfilterMode;
 
 namespace TsCgnat.NodeAgent.Doctor;
 
@@ -63,9 +62,9 @@ public static class HostDiagnosis
             plan?.Backend.Reason ?? runner.Reason,
             error);
         var warnings = plan?.Warnings.ToList() ?? [.. snapshot.Notes];
-        if (tailscale.LocalApi.Reachable && tailscale.Mode != tailscale.FirewallMode)
+        if (tailscale.LocalApi.Reachable && tailscale.Mode != tailscale.NetfilterMode)
         {
-            warnings.Add($"the LocalAPI says netfilter mode {tailscale.Mode} but the firewall shows {tailscale.FirewallMode}: "
+            warnings.Add($"the LocalAPI says netfilter mode {tailscale.Mode} but the firewall shows {tailscale.NetfilterMode}: "
                 + "tailscaled may be down, starting, or rebuilding its chains; run doctor again in a moment");
         }
 
@@ -78,7 +77,7 @@ public static class HostDiagnosis
     public static TailscaleHint? Hint(TailscaleView view) =>
         view.Reachable && view.Prefs is { } prefs
             ? new TailscaleHint(
-                (FirewallMode)(int)prefs.NetfilterMode,
+                prefs.NetfilterMode,
                 prefs.NetfilterKind,
                 prefs.NoStatefulFiltering is null ? null : prefs.StatefulFiltering,
                 view.State == BackendState.Running)
@@ -86,10 +85,10 @@ public static class HostDiagnosis
 
     private static TailscaleChains ChainsWithoutPlan(HostSnapshot snapshot, RunnerChoice runner, string tun) => runner.Runner switch
     {
-        TailscaleRunner.Nftables when snapshot.Nft is { } nft => HostFirewall.NativeChains(nft, "ip", tun),
+        TailscaleRunner.Nftables when snapshot.Nft is { } nft => TailscaleChainsReader.FromNft(nft, "ip", tun),
         TailscaleRunner.IptablesLegacy or TailscaleRunner.IptablesNft
             when snapshot.Rulesets.TryGetValue((runner.Runner == TailscaleRunner.IptablesLegacy ? IptablesBackend.Legacy : IptablesBackend.Nft, IpFamily.V4), out var ruleset)
-            => BackendDetector.Tailscale(ruleset, tun),
+            => TailscaleChainsReader.FromIptables(ruleset, tun),
         _ => TailscaleChains.Absent,
     };
 
@@ -108,7 +107,7 @@ public static class HostDiagnosis
             view.Reachable ? null : view.Problem,
             view.State?.ToString(),
             view.Version,
-            prefs is null ? null : ModeName((FirewallMode)(int)prefs.NetfilterMode),
+            prefs is null ? null : ModeName(prefs.NetfilterMode),
             prefs?.NetfilterKind);
         return new TailscaleFinding(
             tun,
@@ -405,11 +404,11 @@ public static class HostDiagnosis
             "unknown" => "a runner not known yet",
             var name => $"its iptables runner over {name}",
         };
-        advice.Add(tailscale.FirewallMode == "off"
+        advice.Add(tailscale.NetfilterMode == "off"
             ? $"tailscaled has no ts-* chains (mode {tailscale.Mode}: stopped, down, or off): nothing drops CGNAT sources now; "
                 + $"the agent picks {strategy.Auto} once they appear"
                 + (tailscale.Mode == "off" ? "; mode off also leaves subnet routing without its MARK and MASQUERADE rules: use nodivert or on" : "")
-            : $"tailscaled is in mode {tailscale.FirewallMode} with {runner}: the agent uses {strategy.InUse ?? strategy.Auto}"
+            : $"tailscaled is in mode {tailscale.NetfilterMode} with {runner}: the agent uses {strategy.InUse ?? strategy.Auto}"
                 + (strategy.InUse is not null && strategy.InUse != strategy.Auto ? $" as asked (auto would pick {strategy.Auto})" : ""));
 
         foreach (var packet in packets.Where(p => !p.Ok))
@@ -465,10 +464,10 @@ public static class HostDiagnosis
         _ => "unknown",
     };
 
-    private static string ModeName(FirewallMode mode) => mode switch
+    private static string ModeName(NetfilterMode mode) => mode switch
     {
-        FirewallMode.Off => "off",
-        FirewallMode.NoDivert => "nodivert",
+        NetfilterMode.Off => "off",
+        NetfilterMode.NoDivert => "nodivert",
         _ => "on",
     };
 

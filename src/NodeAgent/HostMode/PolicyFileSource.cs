@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
+using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Triggers;
 
 namespace TsCgnat.NodeAgent.HostMode;

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using TsCgnat.Firewall.Model;
 
 namespace TsCgnat.NodeAgent.Tailscale;
 

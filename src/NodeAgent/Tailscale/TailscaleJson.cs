@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using TsCgnat.Firewall.Model;
 
 namespace TsCgnat.NodeAgent.Tailscale;
 

@@ -1,23 +1,8 @@
 using System.Net;
 using System.Text.Json.Serialization;
+using TsCgnat.Firewall.Model;
 
 namespace TsCgnat.NodeAgent.Tailscale;
-
-/// <summary>
-/// tailscaled's <c>--netfilter-mode</c>. On the wire (prefs, notifications) it is a JSON number;
-/// the names exist only in the CLI and the config file (facts 5.2).
-/// </summary>
-public enum NetfilterMode
-{
-    /// <summary>No chains at all: no CGNAT drop, but no subnet-routing MARK/MASQUERADE either.</summary>
-    Off = 0,
-
-    /// <summary>tailscaled fills its <c>ts-*</c> chains but hooks nothing: the <c>Indirect</c> strategy's mode.</summary>
-    NoDivert = 1,
-
-    /// <summary>The default: plain jumps from the built-in chains into <c>ts-*</c>.</summary>
-    On = 2,
-}
 
 /// <summary>tailscaled's backend state (<c>ipn.State</c>); a number in notifications, a name in /status.</summary>
 public enum BackendState

@@ -3,11 +3,12 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Firewall;
+using TsCgnat.Firewall.Model;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.NodeAgent.Triggers;
 using TsCgnat.Telemetry;
 
-namespace TsCgnat.NodeAgent.HostMode;
+namespace TsCgnat.NodeAgent.Reconciling;
 
 /// <summary>Options of <c>ts-cgnat-agent run</c>, host and cluster mode alike.</summary>
 /// <param name="Debounce">How long to wait after a firewall change before looking, so a burst of tailscaled's commands is read once.</param>
@@ -238,7 +239,7 @@ public sealed class AgentLoop(
             return;
         }
 
-        var size = reconciler.Size(result);
+        var size = Reconciler.Size(result);
         metrics.SetRules([new(size.Strategy, size.Rules)]);
         metrics.SetSetMembers(size.SetMembers);
     }
@@ -291,13 +292,13 @@ public sealed class AgentLoop(
         Volatile.Write(ref _tailscale, view);
         reconciler.Hint = view.Reachable && view.Prefs is { } prefs
             ? new TsCgnat.Firewall.Model.TailscaleHint(
-                (TsCgnat.Firewall.Model.NetfilterMode)(int)prefs.NetfilterMode,
+                prefs.NetfilterMode,
                 prefs.NetfilterKind,
                 prefs.NoStatefulFiltering is null ? null : prefs.StatefulFiltering,
                 view.State == BackendState.Running)
             : null;
         MarkDirty(Causes.Tailscale);
-        if (options.EnforceNoDivert && localApi is not null && view.Reachable && view.Prefs?.NetfilterMode == Tailscale.NetfilterMode.On
+        if (options.EnforceNoDivert && localApi is not null && view.Reachable && view.Prefs?.NetfilterMode == NetfilterMode.On
             && Interlocked.Exchange(ref _enforcing, 1) == 0)
         {
             _ = EnforceNoDivertAsync(localApi);
@@ -313,7 +314,7 @@ public sealed class AgentLoop(
     {
         try
         {
-            await client.SetNetfilterModeAsync(Tailscale.NetfilterMode.NoDivert, CancellationToken.None);
+            await client.SetNetfilterModeAsync(NetfilterMode.NoDivert, CancellationToken.None);
             logger.LogInformation("--enforce-nodivert: switched tailscaled from netfilter mode on to nodivert through the LocalAPI");
             _enforceProblem = null;
         }

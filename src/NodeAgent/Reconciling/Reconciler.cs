@@ -5,7 +5,7 @@ using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Rules;
 using TsCgnat.NodeAgent.State;
 
-namespace TsCgnat.NodeAgent.HostMode;
+namespace TsCgnat.NodeAgent.Reconciling;
 
 /// <summary>
 /// One idempotent step: make the host match a set of policies, and remember what was applied.
@@ -17,8 +17,6 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
     private bool _cacheProblemReported;
     private IReadOnlyList<ValidatedPolicy>? _policies;
     private Exemptions? _exemptions;
-    private Exemptions? _applied;
-    private (object Key, AppliedSize Size)? _size;
 
     /// <summary>What the LocalAPI says about tailscaled (null while it is not reachable); set by the agent's watcher.</summary>
     public TailscaleHint? Hint { get; set; }
@@ -66,7 +64,6 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         Stateful = state.Stateful;
         var exemptions = state.ToExemptions();
         var result = await firewall.ReconcileAsync(exemptions, Current, Stateful, dryRun: false, cancellationToken);
-        _applied = exemptions;
         logger.Log(
             result.Wrote ? LogLevel.Information : LogLevel.Debug,
             "restored the cached state of {AppliedAt:O} ({Policies} policies): {Outcome}",
@@ -106,7 +103,6 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
             return result;
         }
 
-        _applied = exemptions;
         Stateful = result.Plan.Tailscale[IpFamily.V4].Stateful ?? Stateful;
 
         // The cache is rewritten only when what it says changes, so an idle resync does no disk I/O.
@@ -157,24 +153,12 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 
     /// <summary>
     /// How much of ours the host holds after <paramref name="result"/>, the last pass of <see cref="ApplyAsync"/>
-    /// or <see cref="ApplyCacheAsync"/> (it wrote or found the host in sync). Kept until the exemptions or what
-    /// the plan found change, so an idle resync renders no set.
+    /// or <see cref="ApplyCacheAsync"/> (it wrote or found the host in sync): counted by the engine when it planned.
     /// </summary>
-    public AppliedSize Size(ReconcileResult result)
+    public static AppliedSize Size(ReconcileResult result)
     {
         ArgumentNullException.ThrowIfNull(result);
-        var plan = result.Plan;
-        var exemptions = _applied ?? Exemptions.None;
-        var key = (exemptions, plan.Runner?.Runner, plan.Strategy?.Strategy, plan.Stateful,
-            plan.Tailscale.GetValueOrDefault(IpFamily.V4), plan.Tailscale.GetValueOrDefault(IpFamily.V6));
-        if (_size is { } kept && kept.Key.Equals(key))
-        {
-            return kept.Size;
-        }
-
-        var size = AppliedSize.Of(plan, Current, IndirectLayout.Sets(exemptions));
-        _size = (key, size);
-        return size;
+        return AppliedSize.Of(result.Plan);
     }
 
     /// <summary>The cache file as last read or written (read once, unchecked: only compared and asked for stateful).</summary>

@@ -1,0 +1,59 @@
+using TsCgnat.Firewall.Formats;
+using TsCgnat.Firewall.Model;
+using TsCgnat.Firewall.Rules;
+
+namespace TsCgnat.Firewall.Detection;
+
+/// <summary>
+/// What tailscaled has made in one family, read from <c>iptables-save</c> (its iptables runner) or from nft's JSON (its
+/// nftables runner): the one place that knows its chains (<c>ts-input</c>, <c>ts-forward</c>, nat <c>ts-postrouting</c>),
+/// its plain jumps from INPUT and FORWARD (netfilter mode on), and how its stateful filtering shows in
+/// <c>ts-forward</c> (tailscale/util/linuxfw, docs/tailscale-netfilter.md).
+/// </summary>
+public static class TailscaleChainsReader
+{
+    /// <summary>The jumps tailscaled adds itself in netfilter mode on; in nodivert it leaves them to the admin.</summary>
+    private static readonly (string From, string To)[] PlainJumps = [("INPUT", Names.TsInput), ("FORWARD", Names.TsForward)];
+
+    /// <summary>Whether any of tailscaled's chains exists in this saved ruleset.</summary>
+    public static bool Present(SavedRuleset ruleset) =>
+        ruleset.Table("filter").HasChain(Names.TsInput) || ruleset.Table("filter").HasChain(Names.TsForward)
+        || ruleset.Table("nat").HasChain(Names.TsPostrouting);
+
+    /// <summary>tailscaled's iptables runner, from one family's saved ruleset.</summary>
+    public static TailscaleChains FromIptables(SavedRuleset ruleset, string tun)
+    {
+        var filter = ruleset.Table("filter");
+        var forward = filter.Rules(Names.TsForward);
+
+        // Its ACCEPT of what leaves on the tun is there in both cases; with stateful filtering a conntrack DROP comes first.
+        bool? stateful = forward.Contains($"-o {tun} -j ACCEPT", StringComparer.Ordinal)
+            ? forward.Any(r => r.StartsWith($"-o {tun} ", StringComparison.Ordinal) && r.Contains("--ctstate", StringComparison.Ordinal) && r.EndsWith("-j DROP", StringComparison.Ordinal))
+            : null;
+        return new TailscaleChains(
+            filter.HasChain(Names.TsInput),
+            filter.HasChain(Names.TsForward),
+            ruleset.Table("nat").HasChain(Names.TsPostrouting),
+            PlainJumps.Any(j => filter.Rules(j.From).Contains($"-j {j.To}", StringComparer.Ordinal)),
+            stateful,
+            filter.Rules(Names.TsInput).Count);
+    }
+
+    /// <summary>tailscaled's nftables runner, from the ruleset's JSON, in family <c>ip</c> or <c>ip6</c>; our own rules in its chains are not counted.</summary>
+    public static TailscaleChains FromNft(NftRuleset nft, string family, string tun)
+    {
+        ArgumentNullException.ThrowIfNull(nft);
+        var input = nft.Chain(family, "filter", Names.TsInput);
+        var forward = nft.Chain(family, "filter", Names.TsForward);
+        var theirs = forward?.Rules.Where(r => !Names.IsOurComment(r.Comment)).ToList() ?? [];
+        bool? stateful = theirs.Count == 0 ? null
+            : theirs.Any(r => r.Verdict() == "drop" && r.Expressions.GetRawText().Contains("\"ct\"", StringComparison.Ordinal));
+        return new TailscaleChains(
+            input is not null,
+            forward is not null,
+            nft.Chain(family, "nat", Names.TsPostrouting) is not null,
+            PlainJumps.Any(j => nft.Chain(family, "filter", j.From)?.Rules.Any(r => !Names.IsOurComment(r.Comment) && r.Verdict() == $"jump {j.To}") == true),
+            stateful,
+            input?.Rules.Count(r => !Names.IsOurComment(r.Comment)) ?? 0);
+    }
+}
