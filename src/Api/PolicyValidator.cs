@@ -64,17 +64,10 @@ public static partial class PolicyValidator
 
     private static List<SourceExemption> ValidateSources(IList<AllowedSource>? list, bool allowBroad, List<FieldError> errors)
     {
-        const string path = "spec.allowedSources";
         var result = new List<SourceExemption>(list?.Count ?? 0);
         var seen = new Dictionary<string, int>(list?.Count ?? 0, StringComparer.Ordinal);
-        for (var i = 0; list is not null && i < list.Count; i++)
+        foreach (var (item, at) in Entries(list, "spec.allowedSources", errors))
         {
-            if (Entry(list, path, i, errors) is not { } item)
-            {
-                continue;
-            }
-
-            var at = new EntryPath(path, i);
             var cidrOk = CheckCidr(item.Cidr, allowBroad, at, seen, errors, out var prefix);
             var interfaces = ValidateInterfaces(item.Interfaces, at, errors);
             CheckDescription(item.Description, at, errors);
@@ -89,17 +82,10 @@ public static partial class PolicyValidator
 
     private static List<IPNetwork> ValidateSubnets(IList<RoutedSubnet>? list, bool allowBroad, List<FieldError> errors)
     {
-        const string path = "spec.routedSubnets";
         var result = new List<IPNetwork>(list?.Count ?? 0);
         var seen = new Dictionary<string, int>(list?.Count ?? 0, StringComparer.Ordinal);
-        for (var i = 0; list is not null && i < list.Count; i++)
+        foreach (var (item, at) in Entries(list, "spec.routedSubnets", errors))
         {
-            if (Entry(list, path, i, errors) is not { } item)
-            {
-                continue;
-            }
-
-            var at = new EntryPath(path, i);
             if (CheckCidr(item.Cidr, allowBroad, at, seen, errors, out var prefix))
             {
                 result.Add(prefix);
@@ -122,22 +108,27 @@ public static partial class PolicyValidator
         public string Field(string name) => $"{List}[{Index}].{name}";
     }
 
-    /// <summary>The checks every list shares (its length, null entries): the entry at <paramref name="i"/>, or null after an error.</summary>
-    private static T? Entry<T>(IList<T> list, string path, int i, List<FieldError> errors)
+    /// <summary>The checks every list shares (its length, null entries), then each entry that is there, with where it is.</summary>
+    private static IEnumerable<(T Item, EntryPath At)> Entries<T>(IList<T>? list, string path, List<FieldError> errors)
         where T : class
     {
-        if (i == 0)
+        if (list is null)
         {
-            CheckCount(list.Count, path, errors);
+            yield break;
         }
 
-        if (list[i] is { } item)
+        CheckCount(list.Count, path, errors);
+        for (var i = 0; i < list.Count; i++)
         {
-            return item;
+            if (list[i] is { } item)
+            {
+                yield return (item, new EntryPath(path, i));
+            }
+            else
+            {
+                errors.Add(new(new EntryPath(path, i).ToString(), "is null; each entry needs a cidr"));
+            }
         }
-
-        errors.Add(new(new EntryPath(path, i).ToString(), "is null; each entry needs a cidr"));
-        return null;
     }
 
     private static void CheckCount(int count, string path, List<FieldError> errors)
