@@ -107,6 +107,12 @@ public sealed class AgentLoop(
     private FirewallWatch? _firewall;
     private TailscaleView _tailscale = TailscaleView.NotYetKnown;
     private object? _compactedAfter;
+
+    // The watchers, the timers and the pending retry run on their own; holding their tasks keeps each one's state (and
+    // its PeriodicTimer) reachable from the loop whatever the GC does, between ticks too (CompactWhenIdle collects).
+    private readonly List<Task> _background = [];
+    private Task? _retry;
+    private Task? _compaction;
     private bool _compact = true; // the start: cache, first read, first plan
     private long _allocatedAtCompaction;
 
@@ -119,13 +125,13 @@ public sealed class AgentLoop(
         _firewall = firewallWatch?.Invoke(t => _dirty.Writer.TryWrite(t));
         if (_firewall is not null)
         {
-            _ = _firewall.RunMonitorAsync(stoppingToken);
-            _ = _firewall.RunLegacyPollAsync(stoppingToken);
+            _background.Add(_firewall.RunMonitorAsync(stoppingToken));
+            _background.Add(_firewall.RunLegacyPollAsync(stoppingToken));
         }
 
         if (tailscaleWatcher?.Invoke(OnTailscale) is { } tailscale)
         {
-            _ = tailscale.RunAsync(stoppingToken);
+            _background.Add(tailscale.RunAsync(stoppingToken));
         }
 
         try
@@ -138,7 +144,7 @@ public sealed class AgentLoop(
             logger.LogError("restoring the cached state failed: {Error}", e.Message);
         }
 
-        _ = ResyncTimerAsync(stoppingToken);
+        _background.Add(ResyncTimerAsync(stoppingToken));
         MarkDirty(Causes.Start);
 
         var failures = 0;
@@ -167,7 +173,7 @@ public sealed class AgentLoop(
                 var retry = TimeSpan.FromSeconds(Math.Min(Math.Pow(2, failures - 1), options.ResyncInterval.TotalSeconds));
                 logger.LogError("reconcile failed ({Reason}): {Error}; retrying in {Retry}", reason, e.Message, retry);
                 source.Completed(new PassOutcome(reason, null, null, e, false, Volatile.Read(ref _tailscale)));
-                _ = RetryAsync(retry, stoppingToken);
+                _retry = RetryAsync(retry, stoppingToken);
             }
 
             // The loop passed, whatever the pass did: /healthz stays good while the loop turns.
@@ -177,17 +183,30 @@ public sealed class AgentLoop(
     }
 
     /// <summary>
-    /// With nothing waiting, after the start, after a pass that read new policies, or once 2 MB more have been
-    /// allocated since the last time (resyncs, scrapes of /metrics): one full, compacting GC that gives the memory
-    /// back to the system (issue 11: an idle agent under 15 MB anonymous). Reading 10,000 entries allocates tens of
-    /// MB, and without this the GC keeps its young generation's budget committed for a burst an idle agent never
-    /// has: scraped twice a second, the anonymous memory crept from 11.6 to 13.7 MB in a minute and went on.
-    /// A compaction of the idle heap costs about a millisecond, at most once per 2 MB allocated.
+    /// After the start, after a pass that read new policies, or once 2 MB more have been allocated since the last time
+    /// (resyncs, scrapes of /metrics), and once the loop has then been idle for <see cref="IdleBeforeCompaction"/>: one
+    /// full, compacting GC that gives the memory back to the system (issue 11: an idle agent under 15 MB anonymous).
+    /// Reading 10,000 entries allocates tens of MB, and without this the GC keeps its young generation's budget
+    /// committed for a burst an idle agent never has: scraped twice a second, the anonymous memory crept from 11.6 to
+    /// 13.7 MB in a minute and went on. It waits for a quiet moment because a full collection stops every thread: done
+    /// right after each pass, it sat between tailscaled's rebuilds and the repairs that follow them.
     /// </summary>
     private void CompactWhenIdle()
     {
         const long Allocated = 2 << 20;
-        if ((_compact || GC.GetTotalAllocatedBytes() - _allocatedAtCompaction > Allocated) && !_dirty.Reader.TryPeek(out _))
+        if ((_compact || GC.GetTotalAllocatedBytes() - _allocatedAtCompaction > Allocated) && _compaction is not { IsCompleted: false })
+        {
+            _compaction = CompactLaterAsync(Reconciles);
+        }
+    }
+
+    /// <summary>How long the loop must have had nothing to do before <see cref="CompactWhenIdle"/> collects.</summary>
+    public static readonly TimeSpan IdleBeforeCompaction = TimeSpan.FromSeconds(2);
+
+    private async Task CompactLaterAsync(int pass)
+    {
+        await Task.Delay(IdleBeforeCompaction, time);
+        if (Reconciles == pass && !_dirty.Reader.TryPeek(out _))
         {
             _compact = false;
             GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
