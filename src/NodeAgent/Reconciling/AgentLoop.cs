@@ -196,22 +196,26 @@ public sealed class AgentLoop(
         const long Allocated = 2 << 20;
         if ((_compact || GC.GetTotalAllocatedBytes() - _allocatedAtCompaction > Allocated) && _compaction is not { IsCompleted: false })
         {
-            _compaction = CompactLaterAsync(Reconciles);
+            _compaction = CompactLaterAsync();
         }
     }
 
     /// <summary>How long the loop must have had nothing to do before <see cref="CompactWhenIdle"/> collects.</summary>
     public static readonly TimeSpan IdleBeforeCompaction = TimeSpan.FromSeconds(2);
 
-    private async Task CompactLaterAsync(int pass)
+    private async Task CompactLaterAsync()
     {
-        await Task.Delay(IdleBeforeCompaction, time);
-        if (Reconciles == pass && !_dirty.Reader.TryPeek(out _))
+        int pass;
+        do
         {
-            _compact = false;
-            GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
-            _allocatedAtCompaction = GC.GetTotalAllocatedBytes();
+            pass = Reconciles;
+            await Task.Delay(IdleBeforeCompaction, time);
         }
+        while (Reconciles != pass || _dirty.Reader.TryPeek(out _)); // a pass came (our own writes echo back): wait again
+
+        _compact = false;
+        GC.Collect(GC.MaxGeneration, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        _allocatedAtCompaction = GC.GetTotalAllocatedBytes();
     }
 
     private async Task ReconcileOnceAsync(Trigger trigger, CancellationToken cancellationToken)
