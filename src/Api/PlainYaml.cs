@@ -22,6 +22,9 @@ namespace TsCgnat.Api;
 /// </remarks>
 internal sealed class PlainYaml
 {
+    private static readonly SearchValues<char> PrintableAsciiAndLf =
+        SearchValues.Create("\n" + string.Concat(Enumerable.Range(' ', '~' - ' ' + 1).Select(c => (char)c)));
+
     private readonly string _text;
     private readonly List<(int Start, int Indent, int End)> _lines = [];
     private readonly Utf8JsonWriter _json;
@@ -115,17 +118,16 @@ internal sealed class PlainYaml
         return documents;
     }
 
-    /// <summary>Lines of printable ASCII ending in LF; blank and comment-only lines are dropped (Indent -1 never stays).</summary>
+    /// <summary>
+    /// Lines of printable ASCII ending in LF. Blank and comment-only lines are kept with Indent -1, so a line's index
+    /// is its number less one; readers skip them (<see cref="SkipBlank"/>).
+    /// </summary>
     private void SplitLines()
     {
         var text = _text;
-        for (var i = 0; i < text.Length; i++)
+        if (text.AsSpan().ContainsAnyExcept(PrintableAsciiAndLf))
         {
-            var c = text[i];
-            if (c is not ('\n' or (>= ' ' and <= '~')))
-            {
-                throw new OutsideSubset();
-            }
+            throw new OutsideSubset();
         }
 
         var start = 0;

@@ -15,6 +15,9 @@ public sealed class AppliedStateCacheTests : IDisposable
     private static readonly Exemptions Seed = new(
         [new SourceExemption(IPNetwork.Parse("100.100.0.0/16"), ["eth0"])], [IPNetwork.Parse("100.64.0.0/24")]);
 
+    /// <summary>The one policy of <see cref="Seed"/>, generation 3.</summary>
+    private static readonly ValidatedPolicy SeedPolicy = new("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
+
     [Fact]
     public void Deleting_when_the_state_directory_does_not_exist_is_nothing_to_do()
     {
@@ -30,9 +33,8 @@ public sealed class AppliedStateCacheTests : IDisposable
     public void What_is_saved_comes_back_the_same_and_the_file_is_private()
     {
         var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));
-        var policy = new ValidatedPolicy("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
 
-        cache.Save(AppliedState.From([policy], Seed, stateful: true, DateTimeOffset.UnixEpoch));
+        cache.Save(AppliedState.From([SeedPolicy], Seed, stateful: true, DateTimeOffset.UnixEpoch));
         var loaded = cache.Load()!;
 
         Assert.Equal("seed", loaded.Policies.Single().Name);
@@ -49,17 +51,16 @@ public sealed class AppliedStateCacheTests : IDisposable
     public void A_staged_state_replaces_the_cache_only_when_committed_and_a_discarded_one_leaves_it_as_it_was()
     {
         var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));
-        var policy = new ValidatedPolicy("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
-        var old = cache.Save(AppliedState.From([policy], Seed, stateful: false, DateTimeOffset.UnixEpoch));
+        var old = cache.Save(AppliedState.From([SeedPolicy], Seed, stateful: false, DateTimeOffset.UnixEpoch));
         var before = File.ReadAllBytes(cache.Path);
 
-        var staged = cache.Stage(AppliedState.From([policy with { Generation = 4 }], Seed, stateful: false, DateTimeOffset.UnixEpoch));
+        var staged = cache.Stage(AppliedState.From([SeedPolicy with { Generation = 4 }], Seed, stateful: false, DateTimeOffset.UnixEpoch));
         Assert.Equal(before, File.ReadAllBytes(cache.Path)); // staged beside it, the cache untouched
         cache.Discard();
         Assert.Equal(before, File.ReadAllBytes(cache.Path));
         Assert.False(File.Exists(cache.Path + ".tmp"));
 
-        staged = cache.Stage(AppliedState.From([policy with { Generation = 4 }], Seed, stateful: false, DateTimeOffset.UnixEpoch));
+        staged = cache.Stage(AppliedState.From([SeedPolicy with { Generation = 4 }], Seed, stateful: false, DateTimeOffset.UnixEpoch));
         cache.Commit(staged);
         Assert.Equal(4, cache.Load()!.Policies.Single().Generation);
         Assert.NotEqual(old.Bytes, staged.Bytes);
@@ -69,17 +70,16 @@ public sealed class AppliedStateCacheTests : IDisposable
     public void The_saved_file_says_whether_it_holds_a_state_whatever_the_time_it_was_written()
     {
         var cache = new AppliedStateCache(Path.Combine(_dir.Path, "state"));
-        var policy = new ValidatedPolicy("seed", 3, null, Seed.Sources, Seed.RoutedSubnets);
-        cache.Save(AppliedState.From([policy], Seed, stateful: true, DateTimeOffset.UnixEpoch));
+        cache.Save(AppliedState.From([SeedPolicy], Seed, stateful: true, DateTimeOffset.UnixEpoch));
 
         var saved = cache.Peek()!;
 
         Assert.True(saved.Stateful);
         Assert.Equal(DateTimeOffset.UnixEpoch, saved.AppliedAt);
-        Assert.True(saved.Holds(AppliedState.From([policy], Seed, stateful: true, DateTimeOffset.UtcNow)));
-        Assert.False(saved.Holds(AppliedState.From([policy], Seed, stateful: false, DateTimeOffset.UtcNow)));
-        Assert.False(saved.Holds(AppliedState.From([policy with { Generation = 4 }], Seed, stateful: true, DateTimeOffset.UtcNow)));
-        Assert.False(saved.Holds(AppliedState.From([policy], new Exemptions(Seed.Sources, []), stateful: true, DateTimeOffset.UtcNow)));
+        Assert.True(saved.Holds(AppliedState.From([SeedPolicy], Seed, stateful: true, DateTimeOffset.UtcNow)));
+        Assert.False(saved.Holds(AppliedState.From([SeedPolicy], Seed, stateful: false, DateTimeOffset.UtcNow)));
+        Assert.False(saved.Holds(AppliedState.From([SeedPolicy with { Generation = 4 }], Seed, stateful: true, DateTimeOffset.UtcNow)));
+        Assert.False(saved.Holds(AppliedState.From([SeedPolicy], new Exemptions(Seed.Sources, []), stateful: true, DateTimeOffset.UtcNow)));
     }
 
     [Theory]

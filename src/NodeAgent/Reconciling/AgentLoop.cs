@@ -262,7 +262,7 @@ public sealed class AgentLoop(
             return;
         }
 
-        var size = Reconciler.Size(result);
+        var size = AppliedSize.Of(result.Plan); // counted by the engine when it planned
         metrics.SetRules([new(size.Strategy, size.Rules)]);
         metrics.SetSetMembers(size.SetMembers);
     }

@@ -4,7 +4,7 @@ using TsCgnat.Firewall.Model;
 namespace TsCgnat.NodeAgent.Reconciling;
 
 /// <summary>
-/// How much of ours the host holds after a pass that succeeded: our rules (chains' rules, hooks and
+/// How much of ours the host holds after a pass that succeeded (one of <c>Reconciler</c>'s, or its restore of the cache): our rules (chains' rules, hooks and
 /// exemptions in Tailscale's chains, in every family), under the strategy in force, and the members of each of
 /// our sets. What the <c>tscgnat.rules</c> and <c>tscgnat.set.members</c> gauges report.
 /// </summary>

@@ -151,16 +151,6 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         return saved is not null && saved.Holds(state) ? null : cache.Stage(state);
     }
 
-    /// <summary>
-    /// How much of ours the host holds after <paramref name="result"/>, the last pass of <see cref="ApplyAsync"/>
-    /// or <see cref="ApplyCacheAsync"/> (it wrote or found the host in sync): counted by the engine when it planned.
-    /// </summary>
-    public static AppliedSize Size(ReconcileResult result)
-    {
-        ArgumentNullException.ThrowIfNull(result);
-        return AppliedSize.Of(result.Plan);
-    }
-
     /// <summary>The cache file as last read or written (read once, unchecked: only compared and asked for stateful).</summary>
     private SavedStateFile? Saved() => _saved ??= cache.Peek();
 }
