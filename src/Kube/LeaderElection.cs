@@ -160,23 +160,31 @@ public sealed class LeaderElection
         using var timeout = new CancellationTokenSource(options.RenewDeadline);
         try
         {
+            // A renewal the elector had in flight when the term ended can land between our read and our update; the
+            // update then conflicts, and the Lease is read again (it failed this way once in a CI rehearsal: the
+            // holder stayed ours). A few attempts, all within the renew deadline.
             var lease = new LeaseLock(client, options.Namespace, options.LeaseName, options.Identity);
-            var record = await lease.GetAsync(timeout.Token);
-            if (record?.HolderIdentity != options.Identity)
+            var released = false;
+            for (var attempt = 1; attempt <= 3 && !released; attempt++)
             {
-                return;
+                var record = await lease.GetAsync(timeout.Token);
+                if (record?.HolderIdentity != options.Identity)
+                {
+                    return;
+                }
+
+                released = await lease.UpdateAsync(
+                    new LeaderElectionRecord
+                    {
+                        HolderIdentity = "",
+                        LeaseDurationSeconds = 1,
+                        AcquireTime = record.AcquireTime,
+                        RenewTime = DateTime.UtcNow,
+                        LeaderTransitions = record.LeaderTransitions,
+                    },
+                    timeout.Token);
             }
 
-            var released = await lease.UpdateAsync(
-                new LeaderElectionRecord
-                {
-                    HolderIdentity = "",
-                    LeaseDurationSeconds = 1,
-                    AcquireTime = record.AcquireTime,
-                    RenewTime = DateTime.UtcNow,
-                    LeaderTransitions = record.LeaderTransitions,
-                },
-                timeout.Token);
             logger.LogInformation("{Identity} {Outcome} {Namespace}/{Lease}", options.Identity, released ? "released" : "could not release", options.Namespace, options.LeaseName);
         }
         catch (Exception e)
