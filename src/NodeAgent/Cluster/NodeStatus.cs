@@ -1,12 +1,12 @@
 using System.Security.Cryptography;
 using System.Text;
+using k8s.Models;
 using TsCgnat.Api;
-using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall;
+using TsCgnat.Firewall.Model;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
-using k8s.Models;
 
 namespace TsCgnat.NodeAgent.Cluster;
 
@@ -95,7 +95,7 @@ public static class NodeStatus
                 _ => FirewallBackend.IptablesNft,
             };
             status.BackendReason = Truncate(plan.Backend.Reason, MaxReason);
-            status.Strategy = plan.Strategy?.Strategy switch
+            status.Strategy = plan.Incompatible is not null ? ExemptionStrategy.None : plan.Strategy?.Strategy switch
             {
                 Strategy.Indirect => ExemptionStrategy.Indirect,
                 Strategy.InChain => ExemptionStrategy.InChain,
@@ -212,6 +212,11 @@ public static class NodeStatus
         {
             return (ConditionStatus.False, NodeReasons.NetfilterModeOff,
                 "tailscaled runs with --netfilter-mode=off: it drops nothing, so no exemption is needed, but subnet routing lacks its MARK and MASQUERADE rules; use mode on or nodivert");
+        }
+
+        if (plan.Incompatible is { } incompatible)
+        {
+            return (ConditionStatus.False, incompatible.Reason, incompatible.Message);
         }
 
         var v4 = plan.Tailscale.GetValueOrDefault(IpFamily.V4) ?? TailscaleChains.Absent;
