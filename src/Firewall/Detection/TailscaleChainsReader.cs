@@ -8,7 +8,7 @@ namespace TsCgnat.Firewall.Detection;
 /// What tailscaled has made in one family, read from <c>iptables-save</c> (its iptables runner) or from nft's JSON (its
 /// nftables runner): the one place that knows its chains (<c>ts-input</c>, <c>ts-forward</c>, nat <c>ts-postrouting</c>),
 /// its plain jumps from INPUT and FORWARD (netfilter mode on), and how its stateful filtering shows in
-/// <c>ts-forward</c> (tailscale/util/linuxfw, docs/tailscale-netfilter.md).
+/// <c>ts-forward</c> (tailscale/util/linuxfw, docs/tailscale.md).
 /// </summary>
 public static class TailscaleChainsReader
 {
