@@ -39,7 +39,7 @@ public enum StrategyRequest
     InChain,
 }
 
-/// <summary>How tailscaled writes its firewall rules (shared facts section 3).</summary>
+/// <summary>How tailscaled writes its firewall rules (docs/tailscale.md section 3).</summary>
 public enum TailscaleRunner
 {
     /// <summary>Not known yet: no ts-* chains, or chains still empty, and nothing learned from the LocalAPI.</summary>
