@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using TsCgnat.Api;
 using TsCgnat.Firewall.Detection;
 using TsCgnat.Firewall.Formats;
 using TsCgnat.Firewall.Model;
@@ -254,7 +255,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         var mode = v4.Any ? RunnerDetector.Mode(v4, settings.Hint, previous.Strategy, Elapsed(unhookedSince, now)) : null;
         var incompatible = settings.Strategy == StrategyRequest.Auto && mode?.Mode == NetfilterMode.NoDivert
             ? new Incompatibility(
-                "NativeRunnerNoDivert",
+                NodeReasons.NativeRunnerNoDivert,
                 "tailscaled uses its nftables runner in netfilter mode nodivert: nothing calls its chains, so neither its CGNAT drop "
                 + "nor its subnet-route masquerade is in force, and a chain of ours that called them would make its next start fail; "
                 + "run 'tailscale set --netfilter-mode=on' (the agent then exempts the policies' sources inside its chains)")

@@ -15,34 +15,6 @@ namespace TsCgnat.NodeAgent.Cluster;
 /// <param name="DriftRepairs">Repairs counted since the agent started.</param>
 public sealed record NodeReport(V1Node Node, PolicySelection Selection, PassOutcome Outcome, long DriftRepairs);
 
-/// <summary>The CamelCase reasons the agent writes on its node state's conditions and events.</summary>
-public static class NodeReasons
-{
-    /// <summary>Ready=True: the host's rules match the applied policies.</summary>
-    public const string RulesApplied = "RulesApplied";
-
-    /// <summary>Ready=False, and a Warning event: writing the rules failed.</summary>
-    public const string ApplyFailed = "ApplyFailed";
-
-    /// <summary>TailscaleCompatible=True: the strategy in use works with what tailscaled does.</summary>
-    public const string StrategyWorks = "StrategyWorks";
-
-    /// <summary>TailscaleCompatible=False: tailscaled runs with --netfilter-mode=off.</summary>
-    public const string NetfilterModeOff = "NetfilterModeOff";
-
-    /// <summary>TailscaleCompatible=False: the strategy asked for cannot work with tailscaled's runner or mode.</summary>
-    public const string StrategyImpossible = "StrategyImpossible";
-
-    /// <summary>TailscaleCompatible=Unknown: neither the LocalAPI nor the firewall shows tailscaled.</summary>
-    public const string TailscaleNotDetected = "TailscaleNotDetected";
-
-    /// <summary>Normal event: the agent put back rules that something else changed.</summary>
-    public const string DriftRepaired = "DriftRepaired";
-
-    /// <summary>Warning event: a policy that selects this node is invalid and is not applied here.</summary>
-    public const string PolicyInvalid = "PolicyInvalid";
-}
-
 /// <summary>
 /// The status of this node's CgnatNodeState as a pure function of the status it has and a <see cref="NodeReport"/>.
 /// Everything time-dependent moves only when its meaning does (lastApplyTime when rules were written, a
