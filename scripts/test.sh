@@ -14,6 +14,12 @@ if [ -z "${TSCGNAT_KUBE_ASSETS:-}" ] && [ -x "$ROOT/../shared/k8s/kube-apiserver
   export TSCGNAT_KUBE_ASSETS
 fi
 
+# The real tailscaled and tailscale's real router (../shared/tailscale/README.md), as for the kube assets.
+if [ -z "${TSCGNAT_TAILSCALE_ASSETS:-}" ] && [ -d "$ROOT/../shared/tailscale" ]; then
+  TSCGNAT_TAILSCALE_ASSETS=$(cd "$ROOT/../shared/tailscale" && pwd)
+  export TSCGNAT_TAILSCALE_ASSETS
+fi
+
 leftovers() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(tsc|tsl|tsemu|demo)' || true; }
 before=$(leftovers)
 
