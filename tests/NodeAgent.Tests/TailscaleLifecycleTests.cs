@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using TsCgnat.TestSupport;
 using Xunit.Abstractions;
 
@@ -86,9 +87,13 @@ public abstract class TailscaleLifecycleTests(ITestOutputHelper output, string b
                     tailscaled.Run(command); // fails the test if tailscaled's start fails (with nft: because of us)
                 }
 
-                // The rebuild is done; the path must work again within the bound.
-                Assert.True(TailscaleLifecycle.Probe(lab.Ns("u2"), Lab.U3, TailscaleLifecycle.BackWithin),
-                    $"{step} round {round}: u3 did not answer within {TailscaleLifecycle.BackWithin.TotalSeconds} s after tailscaled finished; agent said:\n{agent.Output}");
+                // The rebuild is done; the path must work again. How soon is bench/Lifecycle's to measure against its bound
+                // (TailscaleLifecycle.BackWithin): here the deadline only keeps a broken agent from hanging the run, and
+                // the time it took is printed.
+                var done = Stopwatch.StartNew();
+                Assert.True(TailscaleLifecycle.Probe(lab.Ns("u2"), Lab.U3, Patience),
+                    $"{step} round {round}: u3 did not answer within {Patience.TotalSeconds} s after tailscaled finished; agent said:\n{agent.Output}");
+                output.WriteLine($"{backend} {step} round {round}: u3 answered {done.Elapsed.TotalMilliseconds:F0} ms after tailscaled finished");
                 rounds.Add(new TimedStep($"{step} {round}", start, DateTimeOffset.UtcNow));
                 Assert.True(lab.Reaches("u4", Lab.U3), $"u4 -> u3 after {step} round {round}");
                 agent.WaitFor(() => OurRules(lab) == applied, $"{step} round {round}: our rules exactly as first applied:\n{applied}\nnow:\n{OurRules(lab)}", Patience);

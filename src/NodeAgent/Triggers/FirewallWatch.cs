@@ -137,8 +137,11 @@ public sealed class FirewallWatch(ICommandRunner runner, Action<Trigger> changed
                     continue;
                 }
 
+                // The first poll after polling starts has nothing to compare with, and a change made between the pass that
+                // started it and this poll would never be seen: the first poll always asks for a look (it finds nothing
+                // to write when nothing changed). Missed so, a tailscaled switch to mode on went unrepaired until the resync.
                 var fingerprint = Fingerprint(output.StdOut);
-                if (_lastLegacy is { } last && !string.Equals(last, fingerprint, StringComparison.Ordinal))
+                if (_lastLegacy is not { } last || !string.Equals(last, fingerprint, StringComparison.Ordinal))
                 {
                     var now = time.GetTimestamp();
                     Interlocked.Exchange(ref _lastChangeAt, now);
