@@ -172,10 +172,8 @@ public abstract class RealTailnetFixture(string runner, string mode) : IDisposab
             }
 
             var took = clock.Elapsed;
-            // The probes of a case, answered or not: the log then covers about as long a stretch as a case's does.
             var u3 = Lab.Reaches("u2", Tailnet.U3);
             var unlisted = Lab.Reaches("u2", Tailnet.U3Unlisted);
-            _ = Lab.Reaches("u3", Tailnet.U2Lan) | Lab.ForwardsIntoTailnet(Tailnet.U3) | Lab.ForwardsIntoTailnet(Tailnet.U3Unlisted);
             var log = Lab.LogSince("u2", offset);
             Baseline[step] = new BaselineStep(took, TailscaledLog.ErrorLike(log), TailscaledLog.Unexplained(log), u3, unlisted);
             output.WriteLine($"{runner}/{mode}: baseline {step} (no agent) took {took.TotalSeconds:F1} s, {Baseline[step].ErrorLike.Count} error-like lines, all allowed: {Baseline[step].Unexplained.Count == 0}");
@@ -237,8 +235,9 @@ public abstract class RealTailscaledTests(RealTailnetFixture fixture, ITestOutpu
         var unexplained = fixture.Baseline.SelectMany(b => b.Value.Unexplained.Select(l => $"{b.Key}: {l}")).ToList();
         Assert.True(unexplained.Count == 0, "tailscaled logged, without the agent, error-like lines the allow-list does not explain "
             + "(extend TailscaledLog.Allowed with the reason, or find what in the lab causes them):\n" + string.Join('\n', unexplained));
-        // Without the agent, tailscaled's drop is what the seed scenario is about: in force, it cuts u3 off.
-        Assert.All(fixture.Baseline.Values, b => Assert.Equal(!RealTailnetFixture.DropInForce(Runner, Mode), b.U3Answered));
+        // Without the agent, tailscaled's drop is what the seed scenario is about: in mode on it cuts u3 off; in nodivert
+        // nothing calls it.
+        Assert.All(fixture.Baseline, b => Assert.True(b.Value.U3Answered == (Mode != "on"), $"{b.Key}: u3 answered u2 without the agent: {b.Value.U3Answered}"));
     }
 
     [SkippableTheory]
@@ -278,6 +277,7 @@ public abstract class RealTailscaledTests(RealTailnetFixture fixture, ITestOutpu
     private void RunPhase(Tailnet lab, RunningAgent agent, string step, string mode, string[][] commands, List<string> timings)
     {
         var what = mode == Mode ? step : $"{step} (to {mode})";
+        var ours = OurRules(lab, sets: false);
         var logOffset = lab.LogLength("u2");
         var agentOffset = agent.Output.Length;
         var clock = Stopwatch.StartNew();
@@ -294,54 +294,84 @@ public abstract class RealTailscaledTests(RealTailnetFixture fixture, ITestOutpu
         var back = clock.Elapsed;
         WaitFor(() => lab.Reaches("u3", Tailnet.U2Lan), $"{what}: u3 -> u2", lab, agent, logOffset, agentOffset);
         WaitFor(() => lab.ForwardsIntoTailnet(Tailnet.U3), $"{what}: u2 forwards u3's traffic into the tailnet", lab, agent, logOffset, agentOffset);
-        if (dropInForce)
+        if (!dropInForce)
         {
-            Assert.False(lab.Reaches("u2", Tailnet.U3Unlisted), $"{what}: 100.64.9.9 (no policy allows it) answered u2: tailscaled's drop is not in force");
-            Assert.False(lab.ForwardsIntoTailnet(Tailnet.U3Unlisted), $"{what}: u2 forwarded 100.64.9.9 (no policy allows it) into the tailnet");
+            // Refused: nothing of ours in the runner's tables but our sets (a switch into this mode from one where
+            // the agent had exemptions in tailscaled's chains takes one write to remove them).
+            WaitFor(() => OurRules(lab, sets: false) == "", $"{what}: no rule of ours in the firewall of the native runner in nodivert", lab, agent, logOffset, agentOffset,
+                () => OurRules(lab, sets: false));
         }
 
-        Assert.True(lab.DaemonRunning("u2"), $"{what}: tailscaled on u2 no longer runs; its log since the step:\n{Tail(lab.LogSince("u2", logOffset))}");
-        var unexplained = TailscaledLog.Unexplained(lab.LogSince("u2", logOffset));
-        Assert.True(unexplained.Count == 0, $"{what}: tailscaled logged errors the baseline does not explain (our rules are the difference):\n"
-            + string.Join('\n', unexplained));
+        // Everything else is checked, and every problem found reported together.
+        var problems = new List<string>();
+        if (dropInForce && lab.Reaches("u2", Tailnet.U3Unlisted))
+        {
+            problems.Add("100.64.9.9 (no policy allows it) answered u2: tailscaled's drop is not in force");
+        }
 
-        var said = agent.Output[agentOffset..];
-        var lines = said.Split('\n');
+        if (dropInForce && lab.ForwardsIntoTailnet(Tailnet.U3Unlisted))
+        {
+            problems.Add("u2 forwarded 100.64.9.9 (no policy allows it) into the tailnet");
+        }
+
+        if (!lab.DaemonRunning("u2"))
+        {
+            problems.Add($"tailscaled on u2 no longer runs; its log since the step:\n{Tail(lab.LogSince("u2", logOffset))}");
+        }
+
+        var unexplained = TailscaledLog.Unexplained(lab.LogSince("u2", logOffset));
+        if (unexplained.Count > 0)
+        {
+            problems.Add("tailscaled logged errors the baseline does not explain (our rules are the difference):\n" + string.Join('\n', unexplained));
+        }
+
+        var lines = agent.Output[agentOffset..].Split('\n');
         var writes = lines.Where(l => l.Contains("reconciled (", StringComparison.Ordinal)).ToList();
         output.WriteLine($"{Runner}/{Mode} {what}: agent wrote {writes.Count} times:\n  " + string.Join("\n  ", writes));
         timings.Add($"{what}: tailscaled done {daemonDone.TotalSeconds:F1} s, u3 answering u2 {back.TotalSeconds:F1} s, checks done {clock.Elapsed.TotalSeconds:F1} s, {writes.Count} writes");
         var failures = lines.Where(l => l.Contains(" fail: ", StringComparison.Ordinal) || l.Contains(" crit: ", StringComparison.Ordinal)).ToList();
-        Assert.True(failures.Count == 0, $"{what}: the agent logged failures:\n" + string.Join('\n', failures));
-        if (!dropInForce)
+        if (failures.Count > 0)
         {
-            // Refused: nothing of ours stays (a switch into this mode takes one write to remove the exemptions).
-            WaitFor(() => OurRules(lab) == "", $"{what}: no rule of ours in the firewall of the native runner in nodivert", lab, agent, logOffset, agentOffset, () => OurRules(lab));
-            var allowed = step == RealSteps.Switch ? 1 : 0;
-            Assert.True(writes.Count <= allowed, $"{what}: with the native nftables runner in nodivert nothing calls tailscaled's chains; the agent is to write "
-                + $"{(allowed == 0 ? "nothing" : "once at most, to remove its exemptions")}, yet wrote {writes.Count} times:\n" + string.Join('\n', writes));
-            Assert.True(fixture.AgentOutput.Contains("warn:", StringComparison.Ordinal), $"{what}: the agent never warned that the native runner in nodivert is refused");
-            return;
+            problems.Add("the agent logged failures:\n" + string.Join('\n', failures));
         }
 
-        var expected = mode == "on" || Runner == "nftables" ? "InChain" : "Indirect";
-        var wrong = writes.Where(l => !l.Contains($"strategy {expected} ", StringComparison.Ordinal)).ToList();
-        Assert.True(wrong.Count == 0, $"{what}: in mode {mode} on {Runner} every write is to be strategy {expected}, these were not:\n" + string.Join('\n', wrong));
-        var bound = Bound(step, mode);
-        Assert.True(writes.Count <= bound, $"{what}: {writes.Count} writes, more than the {bound} this step needs ({BoundWhy(step, mode)}):\n" + string.Join('\n', writes));
+        if (dropInForce)
+        {
+            var expected = mode == "on" || Runner == "nftables" ? "InChain" : "Indirect";
+            var wrong = writes.Where(l => !l.Contains($"strategy {expected} ", StringComparison.Ordinal)).ToList();
+            if (wrong.Count > 0)
+            {
+                problems.Add($"in mode {mode} on {Runner} every write is to be strategy {expected}, these were not:\n" + string.Join('\n', wrong));
+            }
+        }
+
+        var (bound, why) = Bound(step, mode, hadRules: ours != "");
+        if (writes.Count > bound)
+        {
+            problems.Add($"{writes.Count} writes, more than the {bound} this step needs ({why}):\n" + string.Join('\n', writes));
+        }
+
+        if (!dropInForce && !fixture.AgentOutput.Contains("warn:", StringComparison.Ordinal))
+        {
+            problems.Add("the agent never warned that it leaves the native runner in nodivert alone");
+        }
+
+        Assert.True(problems.Count == 0, $"{what}:\n- " + string.Join("\n- ", problems));
     }
 
     /// <summary>
-    /// The writes a step needs: with InChain our rules live in tailscaled's chains and go with them, so a rebuild
-    /// needs one (the exemptions, once its drop is back); with Indirect our chains copy tailscaled's, so its chains
-    /// going needs one (ours go too) and coming back one; a mode switch changes the strategy: one.
+    /// The writes a phase needs. With InChain our rules live in tailscaled's chains and go with them, so a rebuild
+    /// needs one (the exemptions, once its drop is back). With Indirect our chains copy tailscaled's, so its chains
+    /// going needs one (ours go too) and coming back one. A mode switch changes the strategy: one. Refused (the
+    /// native runner in nodivert): none, or one to take out the exemptions the mode before left in its chains.
     /// </summary>
-    private int Bound(string step, string mode) => step == RealSteps.Switch ? 1 : mode == "on" || Runner == "nftables" ? 1 : 2;
-
-    private string BoundWhy(string step, string mode) => step == RealSteps.Switch
-        ? "a mode switch changes the strategy: one write"
-        : mode == "on" || Runner == "nftables"
-            ? "InChain: one write per rebuild, once tailscaled's drop is back in its chain"
-            : "Indirect: one write when tailscaled's chains go, one when they are back";
+    private (int Bound, string Why) Bound(string step, string mode, bool hadRules) =>
+        !RealTailnetFixture.DropInForce(Runner, mode) ? hadRules
+            ? (1, "refused, the exemptions left in tailscaled's chains removed: one write")
+            : (0, "refused: nothing to write")
+        : step == RealSteps.Switch ? (1, "a mode switch changes the strategy: one write")
+        : mode == "on" || Runner == "nftables" ? (1, "InChain: one write per rebuild, once tailscaled's drop is back in its chain")
+        : (2, "Indirect: one write when tailscaled's chains go, one when they are back");
 
     private static void WaitFor(Func<bool> condition, string what, Tailnet lab, RunningAgent agent, long logOffset, int agentOffset, Func<string>? detail = null)
     {
@@ -389,9 +419,10 @@ public abstract class RealTailscaledTests(RealTailnetFixture fixture, ITestOutpu
         }
     }
 
-    /// <summary>Our rules and chains on u2, in listing order.</summary>
-    private static string OurRules(Tailnet lab) => string.Join('\n', lab.Firewall().Split('\n')
-        .Where(l => l.Contains("ts-cgnat", StringComparison.Ordinal) || l.Contains("TSCGNAT", StringComparison.Ordinal)));
+    /// <summary>Our rules and chains on u2, in listing order (and our nft sets unless <paramref name="sets"/> is false).</summary>
+    private static string OurRules(Tailnet lab, bool sets = true) => string.Join('\n', lab.Firewall().Split('\n')
+        .Where(l => l.Contains("ts-cgnat", StringComparison.Ordinal) || l.Contains("TSCGNAT", StringComparison.Ordinal))
+        .Where(l => sets || !l.TrimStart().StartsWith("set TSCGNAT", StringComparison.Ordinal)));
 
     private static string Tail(string log) => string.Join('\n', log.Split('\n').TakeLast(40));
 }
