@@ -145,6 +145,9 @@ public static partial class TailscaledLog
             "an endpoint update to the control server cut short the same way"),
         (new(@"\[RATELIMIT\] format\(""health\(warnable=%s\): error: %s""\)"),
             "the log's rate limiter naming the health message it holds back (the health lines above)"),
+        (new(@"magicsock: unable to bind udp[46] port 41641: listen udp[46] :41641: bind: address already in use"),
+            "at `up` after `down`, magicsock binding its port again while its previous socket is still open (it takes another "
+            + "port); a socket's error, which no firewall rule causes (seen once in the cases with the agent, not in the baseline)"),
         (new(@"peerapi: failed to do peerAPI listen, harmless \(netstack available\) but error was: listen tcp6 \[fd7a:.*bind: cannot assign requested address"),
             "at a start, before the IPv6 tailnet address can be bound to; tailscaled itself calls it harmless"),
     ];
