@@ -48,7 +48,7 @@ cat "$results"/*.trx 2>/dev/null \
 echo
 echo "real tailscaled:"
 cat "$results"/*.trx 2>/dev/null | grep -oE '(legacy|nft|nftables)/(on|nodivert)(: lab, baseline and agent ready in| [a-z+ ]+: [0-9.]+ s in all)[^&<]*' \
-  | sed 's/^/  /' || true
+  | sort | sed 's/^/  /' || true
 rm -rf "$results"
 
 sum() { grep -oE "$1: +[0-9]+" "$log" | awk '{s += $2} END {print s + 0}'; }
