@@ -13,8 +13,10 @@ if [ -z "${TSCGNAT_KUBE_ASSETS:-}" ] && [ -x "$ROOT/../shared/k8s/kube-apiserver
   TSCGNAT_KUBE_ASSETS=$(cd "$ROOT/../shared/k8s" && pwd)
   export TSCGNAT_KUBE_ASSETS
 fi
-# The real tailscaled, its CLI and test control server (tests/fixtures/tailnet.sh): the same, from ../shared/tailscale.
-if [ -z "${TSCGNAT_TAILSCALE_ASSETS:-}" ] && [ -x "$ROOT/../shared/tailscale/tailscaled" ]; then
+
+# The real tailscaled, its CLI, test control server and real router (../shared/tailscale/README.md; tests/fixtures/
+# tailnet.sh and emu-vs-real.sh), as for the kube assets.
+if [ -z "${TSCGNAT_TAILSCALE_ASSETS:-}" ] && [ -d "$ROOT/../shared/tailscale" ]; then
   TSCGNAT_TAILSCALE_ASSETS=$(cd "$ROOT/../shared/tailscale" && pwd)
   export TSCGNAT_TAILSCALE_ASSETS
 fi

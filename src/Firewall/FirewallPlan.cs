@@ -88,5 +88,9 @@ public sealed record FirewallPlan(
     }
 }
 
-/// <summary>What one reconcile found and did.</summary>
-public sealed record ReconcileResult(FirewallPlan Plan, bool Wrote, TimeSpan Elapsed);
+/// <summary>What one reconcile of the host firewall found and did.</summary>
+public sealed record FirewallResult(FirewallPlan Plan, bool Wrote, TimeSpan Elapsed)
+{
+    /// <summary>The caller asked to hold this plan's write (see <see cref="HostFirewall.ReconcileAsync"/>): look again after this long.</summary>
+    public TimeSpan? HeldFor { get; init; }
+}

@@ -261,11 +261,23 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
                 + "run 'tailscale set --netfilter-mode=on' (the agent then exempts the policies' sources inside its chains)")
             : null;
 
-        // Into a chain only once it holds tailscaled's drop (see InChainLayout): one write per rebuild.
-        var nftSets = sets is null ? null : NftLayout.Sets(sets);
+        if (incompatible is not null)
+        {
+            strategy = strategy with { Reason = $"none: {mode!.Reason}, where nothing calls tailscaled's nftables chains" };
+        }
+        else if (mode?.LookAgainIn is { } settling)
+        {
+            strategy = strategy with { Reason = mode.Reason, LookAgainIn = settling }; // kept InChain until nodivert settles
+        }
+
+        // Into a chain only once it holds tailscaled's drop (see InChainLayout): one write per rebuild. Refused: not even the
+        // sets, which nothing would use.
+        var nftSets = sets is null || incompatible is not null ? null : NftLayout.Sets(sets);
         var nftRules = sets is null || incompatible is not null ? []
             : NftLayout.Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? v4.InputDrop : v4.ForwardDrop).ToList();
-        var script = NftLayout.Plan(nftSets, nftRules, nft, ownAll: true);
+        // tailscaled's chains gone (down, stopping, restarting): nothing of ours is used, so nothing changes until they are
+        // back; the sets stay as they are rather than going and coming with every restart.
+        var script = sets is not null && !v4.Any ? null : NftLayout.Plan(nftSets, nftRules, nft, ownAll: true);
 
         // iptables-legacy may still hold what an earlier strategy wrote there; iptables-nft's part is in the script above.
         var restores = snapshot.Rulesets
@@ -304,9 +316,10 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
     /// <summary>Reads, plans and (unless <paramref name="dryRun"/>) writes the difference; writes nothing when in sync.</summary>
     /// <param name="writing">Called with the plan as its first write starts (not for a dry run or an empty plan), for work
     /// the caller can do meanwhile: the agent stages its state cache there.</param>
-    public async Task<ReconcileResult> ReconcileAsync(
+    /// <param name="hold">Asked before a non-empty plan is written: a time to wait and look again instead of writing now, or null.</param>
+    public async Task<FirewallResult> ReconcileAsync(
         Exemptions? exemptions, FirewallSettings settings, bool? previousStateful, bool dryRun, CancellationToken cancellationToken,
-        Action<FirewallPlan>? writing = null)
+        Action<FirewallPlan>? writing = null, Func<FirewallPlan, TimeSpan?>? hold = null)
     {
         var started = Stopwatch.GetTimestamp();
         var snapshot = Interlocked.Exchange(ref _prefetched, null) is { } prefetched
@@ -314,6 +327,12 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             : await ReadSettledAsync(exemptions is not null, settings, cancellationToken) ?? await ReadAsync(cancellationToken);
         var previous = _previous with { Stateful = previousStateful ?? _previous.Stateful };
         var plan = Plan(snapshot, DesiredSets(exemptions), settings, previous);
+        if (!dryRun && !plan.IsEmpty && hold?.Invoke(plan) is { } wait)
+        {
+            _previous = _previous with { UnhookedSince = plan.UnhookedSince };
+            return new FirewallResult(plan, false, Stopwatch.GetElapsedTime(started)) { HeldFor = wait };
+        }
+
         for (var attempt = 1; !dryRun && !plan.IsEmpty; attempt++)
         {
             try
@@ -351,12 +370,15 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             _settledPasses = snapshot.Settled is null ? 0 : _settledPasses + 1;
             _previous = new PreviousPass(
                 plan.Stateful,
-                exemptions is null ? null : plan.Strategy?.Strategy,
+                // Refused is no strategy: taken for InChain, a refused nodivert start looked like a mode-on rebuild and was written.
+                // Without tailscaled's chains there is nothing to tell the mode from: what was known before stays.
+                exemptions is null || plan.Incompatible is not null ? null
+                    : plan.Tailscale.GetValueOrDefault(IpFamily.V4)?.Any == true ? plan.Strategy?.Strategy : _previous.Strategy,
                 plan.Runner?.Runner is TailscaleRunner.Unknown or null ? _previous.Runner : plan.Runner.Runner,
                 plan.UnhookedSince);
         }
 
-        return new ReconcileResult(plan, !dryRun && !plan.IsEmpty, Stopwatch.GetElapsedTime(started));
+        return new FirewallResult(plan, !dryRun && !plan.IsEmpty, Stopwatch.GetElapsedTime(started));
     }
 
     /// <summary>The desired sets, kept while the caller passes the same <see cref="Exemptions"/> instance (10,000 CIDRs take milliseconds to render and sort).</summary>

@@ -18,7 +18,7 @@ public class HostFirewallTests
 
     private static string Save(Netns ns, string backend, string family = "iptables") => ns.Exec($"{family}-{backend}-save");
 
-    private static async Task<ReconcileResult> Reconcile(Netns ns, Exemptions? exemptions, CountingRunner? counter = null) =>
+    private static async Task<FirewallResult> Reconcile(Netns ns, Exemptions? exemptions, CountingRunner? counter = null) =>
         await new HostFirewall(counter ?? (ICommandRunner)ns.Runner).ReconcileAsync(exemptions, Defaults, null, dryRun: false, CancellationToken.None);
 
     [SkippableTheory]
@@ -205,7 +205,7 @@ public class SettledResyncTests
         legacy.Run("start", "nodivert");
         var counter = new CountingRunner(ns.Runner, TimeSpan.FromMinutes(2));
         var firewall = new HostFirewall(counter) { FullReadEvery = 3 };
-        async Task<(ReconcileResult Result, List<string> Reads)> Pass()
+        async Task<(FirewallResult Result, List<string> Reads)> Pass()
         {
             counter.Reset();
             var result = await firewall.ReconcileAsync(Seed, new FirewallSettings(), null, dryRun: false, CancellationToken.None);

@@ -3,9 +3,11 @@ using TsCgnat.TestSupport;
 namespace TsCgnat.Firewall.Tests;
 
 /// <summary>
-/// The emulator every lab test relies on, checked against the facts (docs/tailscale.md section 1.5 and 1.6
-/// listings, lifecycle section 2, the variants) by its own self-test: one named case per lifecycle step, under
-/// each back end it applies to (legacy and nft = tailscaled's iptables runner, nftables = its native runner).
+/// The emulator every lab test relies on, checked by its own self-test: its default release (1.90) against what
+/// the real router v1.90.4 wrote here, the other releases against the facts (docs/tailscale.md section 1.5
+/// and 1.6 listings, lifecycle section 2, the variants); one named case per lifecycle step, under each back end it
+/// applies to (legacy and nft = tailscaled's iptables runner, nftables = its native runner). Whole lifecycles are
+/// compared with the real router in <see cref="EmulatorMatchesRealRouterTests"/>.
 /// One class per back end, so that a run can pick one by name; all stay in the serial "netns" collection (side by
 /// side on two cores they were not faster: the emulator is bound by process starts on the CPU).
 /// </summary>
@@ -83,10 +85,13 @@ public class TailscaledEmulatorTests
                 ("start-on", "legacy"), ("start-on", "nft"), ("start-on", "nftables"),
                 ("start-nodivert", "nftables"), ("down-up", "nftables"), ("stop", "nftables"), ("crash", "nftables"),
                 ("set-mode-on-nodivert-on", "nftables"), ("set-port", "nftables"), ("stateful", "nftables"),
-                ("restart-nodivert-with-indirect-reference", "legacy"),
-                ("stop-with-referenced-ts-input-start-fails", "nftables"),
-                ("crash-with-referenced-ts-input-start-fails", "nftables"),
+                ("restart-nodivert-with-indirect-reference", "legacy"), ("restart-nodivert-with-indirect-reference", "nft"),
+                ("down-with-reference-then-up-panics", "nftables"),
+                ("stop-with-referenced-ts-input-start-panics", "nftables"),
+                ("crash-with-referenced-ts-input-start-panics", "nftables"),
+                ("set-port-learned-late", "legacy"), ("set-port-learned-late", "nftables"),
                 ("v1.96-start-on", "legacy"), ("v1.96-start-on", "nftables"),
+                ("v1.100-start-on", "legacy"), ("v1.100-start-on", "nft"), ("v1.100-start-on", "nftables"),
             },
             listed);
     }

@@ -8,7 +8,6 @@ using TsCgnat.NodeAgent.Cluster;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
-using ReconcileResult = TsCgnat.Firewall.ReconcileResult;
 
 namespace TsCgnat.NodeAgent.Tests;
 
@@ -226,7 +225,7 @@ public sealed class ClusterNodeStatusTests
             false, null, null, [], null, [],
             new RunnerChoice(TailscaleRunner.IptablesLegacy, "tailscaled's ts-* chains are in iptables-legacy"),
             new StrategyChoice(strategy, "chosen for the test"));
-        return new PassOutcome("start", selection.ToApply(), new ReconcileResult(plan, wrote, TimeSpan.FromMilliseconds(3)), null, false, tailscale ?? NoLocalApi);
+        return new PassOutcome("start", selection.ToApply(), new FirewallResult(plan, wrote, TimeSpan.FromMilliseconds(3)), null, false, tailscale ?? NoLocalApi);
     }
 
     private static PassOutcome Failed(string error) =>

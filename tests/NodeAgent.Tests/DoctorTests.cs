@@ -438,7 +438,7 @@ public sealed class DoctorLabTests : IDisposable
         Assert.Equal(1, before);
         Assert.Equal((runner, "on", "firewall", "in-chain"), (Text(report, "tailscale", "runner"), Text(report, "tailscale", "mode"), Text(report, "tailscale", "modeLearnedFrom"), Text(report, "strategy", "auto")));
         Assert.False(report.GetProperty("tailscale").GetProperty("localApi").GetProperty("reachable").GetBoolean());
-        Assert.Equal(("dropped", "ts-input", 5), Fate(Packet(report, "input")));
+        Assert.Equal(("dropped", "ts-input", 3), Fate(Packet(report, "input"))); // tailscaled's order: loopback, RETURN, DROP
         Assert.Equal(("dropped", "ts-forward", 3), Fate(Packet(report, "forward")));
         Assert.False(lab.Reaches("u2", Lab.U3)); // the kernel agrees
 
@@ -492,7 +492,7 @@ public sealed class DoctorLabTests : IDisposable
 
         Assert.Equal(1, before);
         Assert.Equal(("nftables", "nftables", "on", "in-chain"), (Text(report, "firewall", "backend"), Text(report, "tailscale", "runner"), Text(report, "tailscale", "mode"), Text(report, "strategy", "auto")));
-        Assert.Equal(("dropped", "ts-input", 5), Fate(Packet(report, "input")));
+        Assert.Equal(("dropped", "ts-input", 3), Fate(Packet(report, "input"))); // tailscaled's order: loopback, RETURN, DROP
         Assert.Equal("nftables", Text(Packet(report, "input"), "where"));
         Assert.False(lab.Reaches("u2", Lab.U3));
 

@@ -105,8 +105,9 @@ public abstract class TailscaleLifecycleTests(ITestOutputHelper output, string b
     [SkippableFact]
     public void Switching_nodivert_to_on_and_back_changes_the_strategy_and_leaves_nothing_stale()
     {
-        // Auto: Indirect for the iptables runner in nodivert, never with the native nftables runner.
-        var nodivert = backend == "nftables" ? "InChain" : "Indirect";
+        // Auto: Indirect for the iptables runner in nodivert; the native nftables runner in nodivert is refused (nothing calls
+        // its chains, so nothing drops and nothing is written).
+        var nodivert = backend == "nftables" ? "Refused" : "Indirect";
         const string on = "InChain";
         Privileges.RequireNetns();
         using var lab = new Lab();
@@ -125,10 +126,20 @@ public abstract class TailscaleLifecycleTests(ITestOutputHelper output, string b
 
             agent.WaitFor(() => Ours(lab) == Expected(strategy), $"mode {mode}: only the {strategy} rules", Patience);
             Assert.True(lab.Reaches("u2", Lab.U3), $"u2 -> u3 in mode {mode}");
+            if (strategy == "Refused")
+            {
+                agent.WaitFor(() => agent.Output.Contains("nftables runner in netfilter mode nodivert", StringComparison.Ordinal), "the refusal is logged", Patience);
+            }
+
             Assert.True(lab.Reaches("u4", Lab.U3), $"u4 -> u3 in mode {mode}");
         }
 
-        static string Expected(string strategy) => strategy == "Indirect" ? "chains and hooks" : "exemptions in ts-*";
+        static string Expected(string strategy) => strategy switch
+        {
+            "Indirect" => "chains and hooks",
+            "Refused" => "nothing",
+            _ => "exemptions in ts-*",
+        };
     }
 
     [SkippableFact]

@@ -57,7 +57,10 @@ public sealed class Lab : IDisposable
 /// The tailscaled emulator (tests/fixtures/tailscaled-emu.sh) driving one namespace's firewall.
 /// <paramref name="backend"/> picks tailscaled's runner: <c>legacy</c> or <c>nft</c> (the iptables runner over
 /// iptables-legacy or iptables-nft) or <c>nftables</c> (the native nftables runner); <paramref name="version"/>
-/// an older release such as <c>1.96</c> (default: current behaviour).
+/// another release such as <c>1.100</c> (code reading; default: 1.90, what the real code here does, compared with
+/// it by tests/Firewall.Tests/EmulatorMatchesRealRouterTests.cs). A command that makes tailscaled panic (the
+/// native runner meeting a ts-* chain that something else still jumps to) exits 3: <see cref="Run(string[])"/>
+/// throws, <see cref="TryRun"/> returns it.
 /// </summary>
 public sealed class TailscaledEmulator(string netns, string backend, string? version = null) : IDisposable
 {
@@ -71,7 +74,7 @@ public sealed class TailscaledEmulator(string netns, string backend, string? ver
 
     /// <summary>
     /// Runs one command that may fail, for tests that assert on the failure (with the native nftables runner a
-    /// leftover ts-* chain makes start fail: exit 1, "start failed" and the reason on stderr).
+    /// leftover ts-* chain makes tailscaled panic at start: exit 3, the panic on stderr, status running=0).
     /// </summary>
     public CommandOutput TryRun(params string[] command) => Sh.Run("env", [.. Env(), .. Command(command)]);
 

@@ -389,7 +389,7 @@ public static class AgentCommands
             sp.GetRequiredService<ILogger<ClusterPolicySource>>(), TimeProvider.System));
     }
 
-    private static void Report(ReconcileResult result, PolicySet set)
+    private static void Report(FirewallResult result, PolicySet set)
     {
         var plan = result.Plan;
         Console.WriteLine($"back end: {plan.BackendName} ({plan.Backend.Reason})");

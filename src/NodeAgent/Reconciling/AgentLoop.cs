@@ -66,7 +66,7 @@ public interface IPolicySource
 public sealed record PassOutcome(
     string Cause,
     IReadOnlyList<ValidatedPolicy>? Policies,
-    ReconcileResult? Result,
+    FirewallResult? Result,
     Exception? Error,
     bool Repaired,
     TailscaleView Tailscale);
@@ -113,6 +113,20 @@ public sealed class AgentLoop(
     private readonly List<Task> _background = [];
     private Task? _retry;
     private Task? _lookAgain;
+    private long? _heldSince;
+    private long _tailscaleSaidAt;
+
+    /// <summary>
+    /// How long the firewall must have been quiet before an <see cref="Strategy.Indirect"/> plan is written. Such a write
+    /// never lets traffic through that was dropped (in nodivert nothing calls tailscaled's chains: its drop is in force
+    /// only through our copy), so it can wait for tailscaled to finish: its start, stop and clean-up are dozens of
+    /// commands, and following each one made 3 to 4 writes per restart instead of one for its chains going and one for
+    /// their coming back.
+    /// </summary>
+    public static readonly TimeSpan QuietBeforeCopy = TimeSpan.FromMilliseconds(300);
+
+    /// <summary>A firewall that never goes quiet (another program rewriting it all the time) holds a copy no longer than this (plus the quiet time).</summary>
+    public static readonly TimeSpan LongestHold = TimeSpan.FromSeconds(2);
     private HashSet<string> _warned = new(StringComparer.Ordinal);
     private Task? _compaction;
     private bool _compact = true; // the start: cache, first read, first plan
@@ -243,7 +257,16 @@ public sealed class AgentLoop(
                 (_compactedAfter, _compact) = (policies, true); // new policies: compact once idle again
             }
 
-            var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken);
+            var result = await reconciler.ApplyAsync(policies, dryRun: false, cancellationToken, Hold);
+            if (result.HeldFor is { } held)
+            {
+                // Not a pass: the same trigger comes back once the firewall has been quiet (its time stays the repair's start).
+                reconcile?.Completed(false, result.Plan.BackendName, result.Plan.Strategy?.Strategy.ToString());
+                _lookAgain = RequeueLaterAsync(trigger, held);
+                return;
+            }
+
+            _heldSince = null;
             reconcile?.Completed(result.Wrote, result.Plan.BackendName, result.Plan.Strategy?.Strategy.ToString());
             RecordSize(result);
             Passed(trigger, policies, result);
@@ -257,7 +280,7 @@ public sealed class AgentLoop(
         }
     }
 
-    private void RecordSize(ReconcileResult? result)
+    private void RecordSize(FirewallResult? result)
     {
         if (metrics is null || result is null)
         {
@@ -269,7 +292,7 @@ public sealed class AgentLoop(
         metrics.SetSetMembers(size.SetMembers);
     }
 
-    private void Passed(Trigger trigger, IReadOnlyList<ValidatedPolicy> policies, ReconcileResult result)
+    private void Passed(Trigger trigger, IReadOnlyList<ValidatedPolicy> policies, FirewallResult result)
     {
         var reason = trigger.Cause;
         Reconciles++;
@@ -304,10 +327,12 @@ public sealed class AgentLoop(
 
         if (result.Wrote)
         {
+            var seen = result.Plan.Tailscale.GetValueOrDefault(IpFamily.V4) ?? TailscaleChains.Absent;
             logger.LogInformation(
-                "reconciled ({Reason}) in {Elapsed:F1} ms: rules written to {Backend} ({Why}), strategy {Strategy} ({StrategyWhy}); {Policies} policies",
+                "reconciled ({Reason}) in {Elapsed:F1} ms: rules written to {Backend} ({Why}), strategy {Strategy} ({StrategyWhy}); "
+                + "tailscaled's chains: {Mode}, {InputRules} rules of its own in ts-input; {Policies} policies",
                 reason, result.Elapsed.TotalMilliseconds, result.Plan.BackendName, result.Plan.Backend.Reason,
-                result.Plan.Strategy?.Strategy, result.Plan.Strategy?.Reason, policies.Count);
+                result.Plan.Strategy?.Strategy, result.Plan.Strategy?.Reason, seen.Mode, seen.InputRules, policies.Count);
         }
         else
         {
@@ -319,10 +344,41 @@ public sealed class AgentLoop(
 
     private void MarkDirty(string reason) => _dirty.Writer.TryWrite(new Trigger(reason, time.GetTimestamp()));
 
+    /// <summary>
+    /// See <see cref="QuietBeforeCopy"/>: how long to hold this plan's write, or null to write it now. An InChain plan made
+    /// while one of tailscaled's chains exists without its CGNAT drop yet (it is part-way through building them) is held
+    /// too: it could only write half of the exemptions, or remove the Indirect rules, and the drop's arrival brings the
+    /// pass that writes everything at once (tailscaled adds ts-forward's drop a few commands after ts-input's: without
+    /// this, every mode-on rebuild took two writes).
+    /// </summary>
+    private TimeSpan? Hold(FirewallPlan plan)
+    {
+        var waitsForDrop = plan.Strategy?.Strategy == Strategy.InChain
+            && plan.Tailscale.GetValueOrDefault(IpFamily.V4) is { } v4 && ((v4.Input && !v4.InputDrop) || (v4.Forward && !v4.ForwardDrop));
+        if ((plan.Strategy?.Strategy != Strategy.Indirect && !waitsForDrop) || _firewall is not { LastChangeAt: > 0 } watch)
+        {
+            return null;
+        }
+
+        // A notification of tailscaled's is a change too: it comes with its firewall work, which a legacy poll sees late.
+        var now = time.GetTimestamp();
+        var quiet = time.GetElapsedTime(Math.Max(watch.LastChangeAt, Interlocked.Read(ref _tailscaleSaidAt)), now);
+        var needed = watch.QuietAfter(QuietBeforeCopy);
+        _heldSince ??= now;
+        return quiet < needed && time.GetElapsedTime(_heldSince.Value, now) < LongestHold + needed ? needed - quiet : null;
+    }
+
+    private async Task RequeueLaterAsync(Trigger trigger, TimeSpan delay)
+    {
+        await Task.Delay(delay, time);
+        _dirty.Writer.TryWrite(trigger);
+    }
+
     /// <summary>tailscaled changed state or prefs (or came and went): remember what it says, and look again.</summary>
     private void OnTailscale(TailscaleView view)
     {
         Volatile.Write(ref _tailscale, view);
+        Interlocked.Exchange(ref _tailscaleSaidAt, time.GetTimestamp());
         reconciler.Hint = view.Reachable && view.Prefs is { } prefs
             ? new TsCgnat.Firewall.Model.TailscaleHint(
                 prefs.NetfilterMode,

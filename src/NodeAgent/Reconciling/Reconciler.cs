@@ -34,7 +34,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
     /// each pass while no valid policy has been read. Returns what the engine did, or null when there was no
     /// usable cache (nothing was done).
     /// </summary>
-    public async Task<ReconcileResult?> ApplyCacheAsync(CancellationToken cancellationToken)
+    public async Task<FirewallResult?> ApplyCacheAsync(CancellationToken cancellationToken)
     {
         AppliedState? state;
         try
@@ -75,7 +75,9 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
     }
 
     /// <summary>Makes the host match <paramref name="policies"/>; writes nothing when it already does.</summary>
-    public async Task<ReconcileResult> ApplyAsync(IReadOnlyList<ValidatedPolicy> policies, bool dryRun, CancellationToken cancellationToken)
+    /// <param name="hold">See <see cref="HostFirewall.ReconcileAsync"/>: a held plan is not written, and the cache stays as it is.</param>
+    public async Task<FirewallResult> ApplyAsync(
+        IReadOnlyList<ValidatedPolicy> policies, bool dryRun, CancellationToken cancellationToken, Func<FirewallPlan, TimeSpan?>? hold = null)
     {
         if (!ReferenceEquals(policies, _policies))
         {
@@ -87,13 +89,14 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
         var exemptions = _exemptions!;
         var saved = Saved();
         Task<SavedStateFile?>? staging = null;
-        ReconcileResult result;
+        FirewallResult result;
         try
         {
             // While the firewall writes run, the cache file that will describe them is written and synced beside
             // the old one (when it changes); it replaces the old one only once the writes succeeded.
             result = await firewall.ReconcileAsync(exemptions, Current, Stateful ?? saved?.Stateful, dryRun, cancellationToken,
-                writing: plan => staging = Task.Run(() => StageIfChanged(policies, exemptions, plan.Tailscale[IpFamily.V4].Stateful ?? Stateful, saved)));
+                writing: plan => staging = Task.Run(() => StageIfChanged(policies, exemptions, plan.Tailscale[IpFamily.V4].Stateful ?? Stateful, saved)),
+                hold: hold);
         }
         catch
         {
@@ -101,7 +104,7 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
             throw;
         }
 
-        if (dryRun)
+        if (dryRun || result.HeldFor is not null)
         {
             return result;
         }

@@ -53,6 +53,17 @@ public sealed class FirewallWatch(ICommandRunner runner, Action<Trigger> changed
     public long Events => Interlocked.Read(ref _events);
 
     private long _events;
+    private long _lastChangeAt;
+
+    /// <summary>When (<see cref="TimeProvider.GetTimestamp"/>) a change was last seen, by either input; 0 before the first.</summary>
+    public long LastChangeAt => Interlocked.Read(ref _lastChangeAt);
+
+    /// <summary>
+    /// How long after <see cref="LastChangeAt"/> the firewall can be taken as quiet: <paramref name="events"/> where nft monitor
+    /// reports each change as it happens; while iptables-legacy is polled, a poll and a half, so that at least one poll
+    /// found nothing new (between polls a change is not seen at all).
+    /// </summary>
+    public TimeSpan QuietAfter(TimeSpan events) => _pollLegacy ? PollInterval * 1.5 + events : events;
 
     /// <summary>
     /// Told after every reconcile where the rules live, so that legacy is polled only when it matters: it
@@ -101,7 +112,9 @@ public sealed class FirewallWatch(ICommandRunner runner, Action<Trigger> changed
         }
 
         Interlocked.Increment(ref _events);
-        changed(new Trigger(Causes.FirewallEvent, time.GetTimestamp()));
+        var now = time.GetTimestamp();
+        Interlocked.Exchange(ref _lastChangeAt, now);
+        changed(new Trigger(Causes.FirewallEvent, now));
     }
 
     /// <summary>Polls iptables-legacy (IPv4 filter and nat, one process) while the rules live there.</summary>
@@ -127,7 +140,9 @@ public sealed class FirewallWatch(ICommandRunner runner, Action<Trigger> changed
                 var fingerprint = Fingerprint(output.StdOut);
                 if (_lastLegacy is { } last && !string.Equals(last, fingerprint, StringComparison.Ordinal))
                 {
-                    changed(new Trigger(Causes.LegacyPoll, time.GetTimestamp()));
+                    var now = time.GetTimestamp();
+                    Interlocked.Exchange(ref _lastChangeAt, now);
+                    changed(new Trigger(Causes.LegacyPoll, now));
                 }
 
                 _lastLegacy = fingerprint;
