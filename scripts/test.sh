@@ -14,13 +14,14 @@ if [ -z "${TSCGNAT_KUBE_ASSETS:-}" ] && [ -x "$ROOT/../shared/k8s/kube-apiserver
   export TSCGNAT_KUBE_ASSETS
 fi
 
-# The real tailscaled and tailscale's real router (../shared/tailscale/README.md), as for the kube assets.
+# The real tailscaled, its CLI, test control server and real router (../shared/tailscale/README.md; tests/fixtures/
+# tailnet.sh and emu-vs-real.sh), as for the kube assets.
 if [ -z "${TSCGNAT_TAILSCALE_ASSETS:-}" ] && [ -d "$ROOT/../shared/tailscale" ]; then
   TSCGNAT_TAILSCALE_ASSETS=$(cd "$ROOT/../shared/tailscale" && pwd)
   export TSCGNAT_TAILSCALE_ASSETS
 fi
 
-leftovers() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(tsc|tsl|tsemu|demo)' || true; }
+leftovers() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(tsc|tsl|tsr|tsemu|demo)' || true; }
 before=$(leftovers)
 
 dotnet build TsCgnatOperator.sln -c Release -nologo -v quiet -warnaserror || { echo "build failed"; exit 1; }
@@ -43,6 +44,13 @@ cat "$results"/*.trx 2>/dev/null \
   | sed -nE 's/.*testName="([^"]*)".*duration="([0-9]+):([0-9]+):([0-9]+)\.[0-9]*".*/\2 \3 \4 \1/p' \
   | awk '{ s = $1 * 3600 + $2 * 60 + $3; $1 = $2 = $3 = ""; printf "%6d s %s\n", s, substr($0, 4) }' \
   | sort -rn | head -15
+
+# What the real-tailscaled tests took, per runner x mode (their own output in the TRX files: lab, baseline and
+# agent ready, each step).
+echo
+echo "real tailscaled:"
+cat "$results"/*.trx 2>/dev/null | grep -oE '(legacy|nft|nftables)/(on|nodivert)(: lab, baseline and agent ready in| [a-z+ ]+: [0-9.]+ s in all)[^&<]*' \
+  | sort | sed 's/^/  /' || true
 rm -rf "$results"
 
 sum() { grep -oE "$1: +[0-9]+" "$log" | awk '{s += $2} END {print s + 0}'; }
