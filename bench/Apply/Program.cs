@@ -65,14 +65,14 @@ internal static class Program
             await bench.RunAsync();
         }
         catch (Exception e) when (cts.IsCancellationRequested
-            && e is OperationCanceledException or BenchException or TimeoutException or FirewallWriteException or InvalidOperationException)
+            && e is OperationCanceledException or BenchException or TimeoutException or FirewallToolException or InvalidOperationException)
         {
             // Ctrl+C reaches the whole process group, so a child may fail before our cancellation does: either way we stopped.
             await Console.Error.WriteLineAsync(
                 $"bench-apply: stopped (interrupted, or the {options.Deadline.TotalMinutes:F0} min limit of --timeout-minutes was reached)");
             exitCode = 2;
         }
-        catch (Exception e) when (e is BenchException or TimeoutException or FirewallWriteException or InvalidOperationException)
+        catch (Exception e) when (e is BenchException or TimeoutException or FirewallToolException or InvalidOperationException)
         {
             await Console.Error.WriteLineAsync($"bench-apply: failed: {e.Message}");
             exitCode = 1;

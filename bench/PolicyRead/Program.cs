@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Net;
+using System.Runtime.InteropServices;
 using System.Text;
 using TsCgnat.Api;
 using TsCgnat.Firewall.Model;

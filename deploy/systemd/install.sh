@@ -3,8 +3,9 @@
 #
 #   sh deploy/systemd/install.sh path/to/ts-cgnat-agent
 #
-# The binary is the NativeAOT or single-file build (README, "Host mode on a plain VM"). An existing
+# The binary is the NativeAOT or single-file build (docs/host-mode.md). An existing
 # /etc/ts-cgnat/policy.yaml is kept. The service is not started: edit the policy first.
+# Of the next steps it prints, the switch to nodivert is optional (docs/host-mode.md, step 4).
 # DESTDIR=/some/root installs into that tree instead (packaging, tests) and skips systemctl.
 set -eu
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using TsCgnat.Api;
 using TsCgnat.Firewall.Detection;
 using TsCgnat.Firewall.Formats;
 using TsCgnat.Firewall.Model;
@@ -9,114 +10,6 @@ using TsCgnat.Firewall.Processes;
 using TsCgnat.Firewall.Rules;
 
 namespace TsCgnat.Firewall;
-
-/// <summary>How the host is set up, as far as the engine needs to know.</summary>
-/// <param name="TailscaleInterface">tailscaled's tun name (<c>tailscaled --tun</c>).</param>
-/// <param name="Backend">Force an iptables back end instead of detecting it.</param>
-/// <param name="Strategy">What <c>--strategy</c> asked for.</param>
-/// <param name="Hint">What the LocalAPI said about tailscaled, when it was reachable.</param>
-public sealed record FirewallSettings(
-    string TailscaleInterface = "tailscale0",
-    IptablesBackend? Backend = null,
-    StrategyRequest Strategy = StrategyRequest.Auto,
-    TailscaleHint? Hint = null);
-
-/// <summary>What an earlier pass learned that the next one may need while tailscaled rebuilds its chains.</summary>
-public sealed record PreviousPass(bool? Stateful, Strategy? Strategy, TailscaleRunner? Runner)
-{
-    public static readonly PreviousPass None = new(null, null, null);
-}
-
-/// <summary>What was read from the host in one pass: the back ends and families read, and our sets.</summary>
-/// <param name="Nft">The whole nft ruleset (<c>nft -j list ruleset</c>), or null when it was not read.</param>
-/// <param name="NftUnreadableByIptables">iptables-nft-save failed while nft could read the ruleset: native nft rules are in it.</param>
-/// <param name="Settled">Set when only the back end chosen before was read (see <see cref="HostFirewall.FullReadEvery"/>).</param>
-public sealed record HostSnapshot(
-    IReadOnlyDictionary<(IptablesBackend Backend, IpFamily Family), SavedRuleset> Rulesets,
-    IReadOnlyDictionary<string, SavedSet> Sets,
-    IReadOnlyList<string> Notes,
-    BackendChoice? Settled = null,
-    NftRuleset? Nft = null,
-    bool NftUnreadableByIptables = false);
-
-/// <summary>One <c>iptables-restore</c> run.</summary>
-public sealed record RestoreStep(IptablesBackend Backend, IpFamily Family, string Input);
-
-/// <summary>The difference between the host and what we want, as the exact input of each write.</summary>
-/// <param name="Backend">The iptables back end our iptables rules go to (with the nftables runner: where its rules live).</param>
-/// <param name="NftScript">One <c>nft -f</c> transaction (tailscaled's nftables runner), or null.</param>
-/// <summary>How much of ours the host holds once a plan is written: our rules in every family (rules in our chains,
-/// hooks, exemptions in Tailscale's chains) and each of our sets' members. What the agent's size gauges report.</summary>
-public sealed record OursAfter(long Rules, IReadOnlyDictionary<string, long> SetMembers)
-{
-    public static readonly OursAfter Nothing = new(0, new Dictionary<string, long>());
-
-    public static OursAfter Of(DesiredState desired) => new(
-        desired.Families.Values.SelectMany(tables => tables).Sum(table => (long)table.Chains.Values.Sum(chain => chain.Count) + table.Hooks.Count),
-        Members(desired.Sets));
-
-    public static Dictionary<string, long> Members(IEnumerable<DesiredSet> sets) =>
-        sets.ToDictionary(s => s.Name, s => (long)s.Members.Count, StringComparer.Ordinal);
-}
-
-public sealed record FirewallPlan(
-    BackendChoice Backend,
-    IReadOnlyDictionary<IpFamily, TailscaleChains> Tailscale,
-    bool Stateful,
-    string? IpsetDestroyStaging,
-    string? IpsetUpdate,
-    IReadOnlyList<RestoreStep> Restores,
-    string? IpsetDestroyStale,
-    IReadOnlyList<string> Warnings,
-    RunnerChoice? Runner = null,
-    StrategyChoice? Strategy = null,
-    string? NftScript = null)
-{
-    public bool IsEmpty => IpsetDestroyStaging is null && IpsetUpdate is null && Restores.Count == 0 && IpsetDestroyStale is null && NftScript is null;
-
-    /// <summary>What the host holds of ours once this plan is written: counted from the desired state the plan was made from.</summary>
-    public OursAfter Ours { get; init; } = OursAfter.Nothing;
-
-    /// <summary>Where the rules live, as reported: iptables-legacy, iptables-nft or nftables.</summary>
-    public string BackendName => Runner?.Runner == TailscaleRunner.Nftables ? "nftables" : Tools.Name(Backend.Backend);
-
-    /// <summary>The plan as a human reads it (apply --dry-run).</summary>
-    public string Describe()
-    {
-        if (IsEmpty)
-        {
-            return "in sync: nothing to write\n";
-        }
-
-        var text = new StringBuilder();
-        void Block(string title, string? body)
-        {
-            if (body is null)
-            {
-                return;
-            }
-
-            text.Append("# ").Append(title).Append('\n').Append(body);
-        }
-
-        Block("ipset restore (remove staging sets left by an interrupted run)", IpsetDestroyStaging);
-        Block("ipset restore", IpsetUpdate);
-        Block("nft -f (one transaction)", NftScript);
-        foreach (var step in Restores)
-        {
-            Block($"{Tools.Restore(step.Backend, step.Family)} --noflush", step.Input);
-        }
-
-        Block("ipset restore (remove sets no longer used)", IpsetDestroyStale);
-        return text.ToString();
-    }
-}
-
-/// <summary>What one reconcile found and did.</summary>
-public sealed record ReconcileResult(FirewallPlan Plan, bool Wrote, TimeSpan Elapsed);
-
-/// <summary>Raised when a write to the host failed; the message names the tool and what it said.</summary>
-public sealed class FirewallWriteException(string message) : Exception(message);
 
 /// <summary>
 /// Reads the host, plans the difference to what we want and writes it: the edge between the pure
@@ -171,7 +64,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             {
                 await read;
             }
-            catch (Exception e) when (e is FirewallWriteException or OperationCanceledException)
+            catch (Exception e) when (e is FirewallToolException or OperationCanceledException)
             {
                 // Nothing was going to use it; the command reports the policies' problems instead.
             }
@@ -207,7 +100,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         {
             if (!sets.Succeeded)
             {
-                throw new FirewallWriteException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; {Remedy(sets)}");
+                throw new FirewallToolException($"ipset save failed ({sets.ExitCode}): {sets.StdErr.Trim()}; {Remedy(sets)}");
             }
 
             ours = IpsetSave.Parse(sets.StdOut, Names.SetPrefix);
@@ -242,20 +135,22 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         Plan(snapshot, exemptions is null ? null : IndirectLayout.Sets(exemptions), settings, new PreviousPass(previousStateful, null, null));
 
     /// <summary>The plan for sets already computed with <see cref="IndirectLayout.Sets"/> (null: nothing of ours).</summary>
-    public static FirewallPlan Plan(HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, PreviousPass previous)
+    /// <param name="now">This pass's <see cref="Stopwatch.GetTimestamp"/>, for how long tailscaled has been unhooked.</param>
+    public static FirewallPlan Plan(HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, PreviousPass previous, long? now = null)
     {
         var tun = settings.TailscaleInterface;
+        var at = now ?? Stopwatch.GetTimestamp();
         var runnerChoice = RunnerDetector.Detect(snapshot.Rulesets, snapshot.Nft, snapshot.NftUnreadableByIptables, settings.Hint, tun, previous.Runner);
         if (runnerChoice.Runner == TailscaleRunner.Nftables && settings.Backend is null)
         {
-            return PlanNative(snapshot, sets, settings, previous, runnerChoice);
+            return PlanNative(snapshot, sets, settings, previous, runnerChoice, at);
         }
 
         var warnings = new List<string>(snapshot.Notes);
         var v4 = snapshot.Rulesets.Where(r => r.Key.Family == IpFamily.V4).ToDictionary(r => r.Key.Backend, r => r.Value);
         if (v4.Count == 0)
         {
-            throw new FirewallWriteException($"no iptables back end could be read: {string.Join("; ", snapshot.Notes)}");
+            throw new FirewallToolException($"no iptables back end could be read: {string.Join("; ", snapshot.Notes)}");
         }
 
         var choice = settings.Backend is { } forced
@@ -268,7 +163,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             };
         if (!snapshot.Rulesets.ContainsKey((choice.Backend, IpFamily.V4)))
         {
-            throw new FirewallWriteException($"{Tools.Save(choice.Backend, IpFamily.V4)} could not be run: {string.Join("; ", snapshot.Notes)}");
+            throw new FirewallToolException($"{Tools.Save(choice.Backend, IpFamily.V4)} could not be run: {string.Join("; ", snapshot.Notes)}");
         }
 
         var tailscale = new Dictionary<IpFamily, TailscaleChains>();
@@ -281,7 +176,8 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         }
 
         var stateful = tailscale[IpFamily.V4].Stateful ?? previous.Stateful ?? settings.Hint?.Stateful ?? false;
-        var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, tailscale[IpFamily.V4], settings.Hint, previous.Strategy);
+        var unhookedSince = UnhookedSince(tailscale[IpFamily.V4], previous, at);
+        var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, tailscale[IpFamily.V4], settings.Hint, previous.Strategy, Elapsed(unhookedSince, at));
 
         // Tailscale's chains are referenced (Indirect) or written into (InChain) only once we know its
         // iptables runner made them: an empty ts-input in nft may belong to the nftables runner.
@@ -331,21 +227,44 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             snapshot.Nft is { } nft ? NftLayout.Plan(null, [], nft, ownAll: false) : null)
         {
             Ours = OursAfter.Of(desired),
+            UnhookedSince = unhookedSince,
         };
     }
 
+    /// <summary>Since when ts-input has been full without tailscaled's jumps under InChain (see <see cref="RunnerDetector.Mode"/>), or null.</summary>
+    private static long? UnhookedSince(TailscaleChains v4, PreviousPass previous, long now) =>
+        previous.Strategy == Strategy.InChain && v4.Any && !v4.PlainJumps && v4.InputRules > 0 ? previous.UnhookedSince ?? now : null;
+
+    private static TimeSpan? Elapsed(long? since, long now) => since is { } start ? Stopwatch.GetElapsedTime(start, now) : null;
+
     /// <summary>tailscaled's nftables runner: InChain in nft, and nothing of ours left in iptables or ipset.</summary>
     private static FirewallPlan PlanNative(
-        HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, PreviousPass previous, RunnerChoice runnerChoice)
+        HostSnapshot snapshot, IReadOnlyList<DesiredSet>? sets, FirewallSettings settings, PreviousPass previous, RunnerChoice runnerChoice, long now)
     {
         var nft = snapshot.Nft ?? NftRuleset.Empty;
         var tun = settings.TailscaleInterface;
         var v4 = TailscaleChainsReader.FromNft(nft, "ip", tun);
         var tailscale = new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4, [IpFamily.V6] = TailscaleChainsReader.FromNft(nft, "ip6", tun) };
         var stateful = v4.Stateful ?? previous.Stateful ?? settings.Hint?.Stateful ?? false;
-        var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, v4, settings.Hint, previous.Strategy);
+        var unhookedSince = UnhookedSince(v4, previous, now);
+        var strategy = RunnerDetector.Choose(settings.Strategy, runnerChoice, v4, settings.Hint, previous.Strategy, Elapsed(unhookedSince, now));
+
+        // In nodivert nothing calls this runner's chains: its drop is not in force, so there is nothing to cancel, and its
+        // masquerade is not either, so a subnet route does not work. Calling them ourselves from a chain of ours is what
+        // breaks its next start; so the agent writes nothing and says why.
+        var mode = v4.Any ? RunnerDetector.Mode(v4, settings.Hint, previous.Strategy, Elapsed(unhookedSince, now)) : null;
+        var incompatible = settings.Strategy == StrategyRequest.Auto && mode?.Mode == NetfilterMode.NoDivert
+            ? new Incompatibility(
+                NodeReasons.NativeRunnerNoDivert,
+                "tailscaled uses its nftables runner in netfilter mode nodivert: nothing calls its chains, so neither its CGNAT drop "
+                + "nor its subnet-route masquerade is in force, and a chain of ours that called them would make its next start fail; "
+                + "run 'tailscale set --netfilter-mode=on' (the agent then exempts the policies' sources inside its chains)")
+            : null;
+
+        // Into a chain only once it holds tailscaled's drop (see InChainLayout): one write per rebuild.
         var nftSets = sets is null ? null : NftLayout.Sets(sets);
-        var nftRules = sets is null ? [] : NftLayout.Rules(tun, stateful);
+        var nftRules = sets is null || incompatible is not null ? []
+            : NftLayout.Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? v4.InputDrop : v4.ForwardDrop).ToList();
         var script = NftLayout.Plan(nftSets, nftRules, nft, ownAll: true);
 
         // iptables-legacy may still hold what an earlier strategy wrote there; iptables-nft's part is in the script above.
@@ -357,6 +276,11 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             .ToList();
         var warnings = snapshot.Notes.Where(n => !n.StartsWith(Tools.Save(IptablesBackend.Nft, IpFamily.V4), StringComparison.Ordinal)
             && !n.StartsWith(Tools.Save(IptablesBackend.Nft, IpFamily.V6), StringComparison.Ordinal)).ToList();
+        if (sets is not null && incompatible is not null)
+        {
+            warnings.Add(incompatible.Message);
+        }
+
         return new FirewallPlan(
             new BackendChoice(IptablesBackend.Nft, runnerChoice.Reason),
             tailscale,
@@ -372,6 +296,8 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         {
             // Our rules go into Tailscale's chains that exist (nft leaves out a prefix inside another one of the same set).
             Ours = new OursAfter(nftRules.Count(r => r.Chain == Names.TsInput ? v4.Input : v4.Forward), OursAfter.Members(nftSets ?? [])),
+            Incompatible = sets is null ? null : incompatible,
+            UnhookedSince = unhookedSince,
         };
     }
 
@@ -400,7 +326,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
                 await WriteAsync(plan, cancellationToken);
                 break;
             }
-            catch (FirewallWriteException e) when (attempt < WriteAttempts)
+            catch (FirewallToolException e) when (attempt < WriteAttempts)
             {
                 // tailscaled rebuilds its chains with dozens of separate commands; a write planned against
                 // a chain it flushed or deleted a moment ago fails as a whole (one transaction) and changes
@@ -426,7 +352,8 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             _previous = new PreviousPass(
                 plan.Stateful,
                 exemptions is null ? null : plan.Strategy?.Strategy,
-                plan.Runner?.Runner is TailscaleRunner.Unknown or null ? _previous.Runner : plan.Runner.Runner);
+                plan.Runner?.Runner is TailscaleRunner.Unknown or null ? _previous.Runner : plan.Runner.Runner,
+                plan.UnhookedSince);
         }
 
         return new ReconcileResult(plan, !dryRun && !plan.IsEmpty, Stopwatch.GetElapsedTime(started));
@@ -480,7 +407,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             var output = await runner.RunAsync(Tools.Nft, ["-f", "-"], script, cancellationToken);
             if (!output.Succeeded)
             {
-                throw new FirewallWriteException($"nft -f failed ({output.ExitCode}): {output.StdErr.Trim()}");
+                throw new FirewallToolException($"nft -f failed ({output.ExitCode}): {output.StdErr.Trim()}");
             }
         }
 
@@ -502,7 +429,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
         var output = await runner.RunAsync(Tools.Ipset, ["restore"], input, cancellationToken);
         if (!output.Succeeded)
         {
-            throw new FirewallWriteException($"ipset restore failed ({output.ExitCode}): {output.StdErr.Trim()}");
+            throw new FirewallToolException($"ipset restore failed ({output.ExitCode}): {output.StdErr.Trim()}");
         }
     }
 
@@ -522,7 +449,7 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
                 || output.StdErr.Contains("Resource temporarily unavailable", StringComparison.Ordinal);
             if (!lockBusy || attempt >= LockRetries)
             {
-                throw new FirewallWriteException($"{tool} failed ({output.ExitCode}): {output.StdErr.Trim()}");
+                throw new FirewallToolException($"{tool} failed ({output.ExitCode}): {output.StdErr.Trim()}");
             }
 
             _log.LogWarning("{Tool}: xtables lock busy, retrying ({Attempt}/{Retries})", tool, attempt, LockRetries);

@@ -3,40 +3,6 @@ using TsCgnat.Api;
 
 namespace TsCgnat.Operator;
 
-/// <summary>The CamelCase reasons the operator writes on a policy's conditions and node issues.</summary>
-public static class PolicyReasons
-{
-    /// <summary>Accepted=True: the shared validator found nothing wrong.</summary>
-    public const string Valid = "Valid";
-
-    /// <summary>Accepted=False (and Ready=False, Degraded=False): agents refuse the spec too, so nothing is applied.</summary>
-    public const string InvalidSpec = "InvalidSpec";
-
-    /// <summary>Ready=True: every target node applied this generation.</summary>
-    public const string AllNodesApplied = "AllNodesApplied";
-
-    /// <summary>Ready=True: the selector selects no node that runs an agent, so there is nothing to wait for.</summary>
-    public const string NoTargetNodes = "NoTargetNodes";
-
-    /// <summary>Ready=False: some target nodes have not reported this generation applied and ready yet.</summary>
-    public const string Applying = "Applying";
-
-    /// <summary>Ready=False and Degraded=True, and a node issue: a node reports the policy Failed.</summary>
-    public const string ApplyFailed = "ApplyFailed";
-
-    /// <summary>Degraded=True and a node issue: a node's TailscaleCompatible is False, so its exemptions do not take effect.</summary>
-    public const string TailscaleIncompatible = "TailscaleIncompatible";
-
-    /// <summary>Degraded=False: no target node failed or is incompatible.</summary>
-    public const string NoIssues = "NoIssues";
-
-    /// <summary>Warning event: the deletion timeout passed before every target node confirmed the removal.</summary>
-    public const string DeletionTimedOut = "DeletionTimedOut";
-
-    /// <summary>Normal event: every target node confirmed the removal; the finalizer goes.</summary>
-    public const string RemovedFromNodes = "RemovedFromNodes";
-}
-
 /// <summary>
 /// A policy's status as a pure function of the policy, the nodes (labels only) and the agents' node states at
 /// one moment (design sections 3 and 6). The reconcile reads its inputs from caches and writes what this

@@ -40,9 +40,15 @@ public class HostFirewallTests
         Assert.False(second.Wrote, second.Plan.Describe());
         Assert.True(second.Plan.IsEmpty);
         Assert.DoesNotContain(counter.Programs, p => p.EndsWith("-restore", StringComparison.Ordinal) || p == "ipset restore");
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", Save(ns, backend), StringComparison.Ordinal);
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", Save(ns, backend, "ip6tables"), StringComparison.Ordinal);
+        // Our chains hold a copy of tailscaled's rules and never reference its chains (tailscaled could not delete them).
+        Assert.Contains(CopiedDrop, Save(ns, backend), StringComparison.Ordinal);
+        Assert.DoesNotContain("-j ts-", Save(ns, backend), StringComparison.Ordinal);
+        Assert.Contains("-A TSCGNAT-INPUT -i tailscale0 -j ACCEPT", Save(ns, backend, "ip6tables"), StringComparison.Ordinal);
+        Assert.DoesNotContain("-j ts-", Save(ns, backend, "ip6tables"), StringComparison.Ordinal);
     }
+
+    /// <summary>tailscaled's CGNAT drop as copied into our input chain.</summary>
+    internal const string CopiedDrop = "-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP";
 
     [SkippableTheory]
     [InlineData("legacy")]
@@ -79,7 +85,7 @@ public class HostFirewallTests
     [SkippableTheory]
     [InlineData("legacy")]
     [InlineData("nft")]
-    public async Task Ts_chains_are_hooked_only_once_tailscaled_has_made_them(string backend)
+    public async Task Our_chains_and_hooks_appear_only_once_tailscaled_has_made_its_chains(string backend)
     {
         Privileges.RequireNetns();
         using var ns = new Netns();
@@ -91,12 +97,12 @@ public class HostFirewallTests
         tailscaled.Run("start", "nodivert");
         var late = await Reconcile(ns, Seed);
 
-        Assert.True(early.Wrote);
-        Assert.DoesNotContain("-j ts-input", rulesEarly, StringComparison.Ordinal);
+        Assert.True(early.Wrote); // the sets
+        Assert.DoesNotContain("TSCGNAT", rulesEarly, StringComparison.Ordinal);
         Assert.DoesNotContain(":ts-input", rulesEarly, StringComparison.Ordinal);
         Assert.True(late.Wrote);
-        Assert.Null(late.Plan.IpsetUpdate); // only the chain changed: the CIDRs did not
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", Save(ns, backend), StringComparison.Ordinal);
+        Assert.Null(late.Plan.IpsetUpdate); // only the chains changed: the CIDRs did not
+        Assert.Contains(CopiedDrop, Save(ns, backend), StringComparison.Ordinal);
     }
 
     [SkippableTheory]
@@ -149,14 +155,14 @@ public class HostFirewallTests
         legacy.Run("start", "nodivert");
         await Reconcile(ns, Seed);
 
-        legacy.Run("stop"); // our reference keeps legacy ts-input alive, flushed: a leftover in the old back end
+        legacy.Run("stop"); // nothing of ours references its chains, so they go; our copy in legacy is stale
         nft.Run("start", "nodivert");
         var moved = await Reconcile(ns, Seed);
 
         Assert.Equal(IptablesBackend.Nft, moved.Plan.Backend.Backend);
-        Assert.Contains("most rules in ts-input", moved.Plan.Backend.Reason, StringComparison.Ordinal);
+        Assert.DoesNotContain("ts-input", Save(ns, "legacy"), StringComparison.Ordinal);
         Assert.DoesNotContain("TSCGNAT", Save(ns, "legacy"), StringComparison.Ordinal);
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", Save(ns, "nft"), StringComparison.Ordinal);
+        Assert.Contains(CopiedDrop, Save(ns, "nft"), StringComparison.Ordinal);
     }
 
     [SkippableTheory]
@@ -219,7 +225,7 @@ public class SettledResyncTests
         Assert.Equal(5, fourth.Reads.Count); // every FullReadEvery passes, both back ends again
         Assert.False(fourth.Result.Wrote);
 
-        // tailscaled moves to iptables-nft; our reference keeps the legacy ts-* chains, emptied.
+        // tailscaled moves to iptables-nft; its legacy chains go (nothing of ours references them).
         legacy.Run("stop");
         nft.Run("start", "nodivert");
         var moved = await Pass();
@@ -228,7 +234,7 @@ public class SettledResyncTests
         Assert.Equal(IptablesBackend.Nft, moved.Result.Plan.Backend.Backend);
         Assert.Contains("iptables-nft-save", moved.Reads);
         Assert.DoesNotContain("TSCGNAT", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
+        Assert.Contains(HostFirewallTests.CopiedDrop, ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
         Assert.False((await Pass()).Result.Wrote);
     }
 }

@@ -13,13 +13,31 @@ public class PlannerTests
         [new SourceExemption(IPNetwork.Parse("100.64.0.0/24"), []), new SourceExemption(IPNetwork.Parse("100.100.0.0/16"), ["eth0"])],
         [IPNetwork.Parse("100.64.0.0/24")]);
 
-    private static readonly TailscaleChains NodivertV4 = new(true, true, true, false, false, 5);
+    private static readonly TailscaleChains NodivertV4 = TsCgnat.Firewall.Detection.TailscaleChainsReader.FromIptables(SavedRuleset.Parse(NodivertSave), "tailscale0");
+
+    /// <summary>tailscaled's ts-input in nodivert, as the real v1.82.0 daemon orders it.</summary>
+    private static readonly string[] TsInput =
+    [
+        "-s 100.101.102.103/32 -i lo -j ACCEPT",
+        "-s 100.115.92.0/23 ! -i tailscale0 -j RETURN",
+        "-s 100.64.0.0/10 ! -i tailscale0 -j DROP",
+        "-i tailscale0 -j ACCEPT",
+        "-p udp -m udp --dport 41641 -j ACCEPT",
+    ];
+
+    private static readonly string[] TsForward =
+    [
+        "-i tailscale0 -j MARK --set-xmark 0x40000/0xff0000",
+        "-m mark --mark 0x40000/0xff0000 -j ACCEPT",
+        "-s 100.64.0.0/10 -o tailscale0 -j DROP",
+        "-o tailscale0 -j ACCEPT",
+    ];
 
     private static DesiredState Layout(TailscaleChains v4, bool stateful = false) =>
         IndirectLayout.Build(Seed, "tailscale0", new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4, [IpFamily.V6] = v4 }, stateful);
 
     [Fact]
-    public void Indirect_layout_exempts_sources_then_calls_ts_input()
+    public void Indirect_layout_exempts_sources_then_runs_a_copy_of_tailscaleds_rules()
     {
         var filter = Layout(NodivertV4).Tables(IpFamily.V4).Single(t => t.Name == "filter");
 
@@ -27,10 +45,35 @@ public class PlannerTests
             [
                 "! -i tailscale0 -m set --match-set TSCGNAT-SRC4 src -j RETURN",
                 "! -i tailscale0 -m set --match-set TSCGNAT-SRCIF4 src,src -j RETURN",
-                "-j ts-input",
+                .. TsInput,
             ],
             filter.Chains[Names.InputChain]);
-        Assert.Equal(["-o tailscale0 -m set --match-set TSCGNAT-FWD4 src -j ACCEPT", "-j ts-forward"], filter.Chains[Names.ForwardChain]);
+        Assert.Equal(["-o tailscale0 -m set --match-set TSCGNAT-FWD4 src -j ACCEPT", .. TsForward], filter.Chains[Names.ForwardChain]);
+        var nat = Layout(NodivertV4).Tables(IpFamily.V4).Single(t => t.Name == "nat");
+        Assert.Equal(["-m mark --mark 0x40000/0xff0000 -j MASQUERADE"], nat.Chains[Names.PostroutingChain]);
+    }
+
+    [Fact]
+    public void Indirect_layout_never_references_a_ts_chain()
+    {
+        // tailscaled cannot delete a chain that is still referenced: its down, stop and clean-up would stop half-way.
+        var rules = Layout(NodivertV4).Families.Values.SelectMany(tables => tables).SelectMany(t => t.Chains.Values.SelectMany(c => c).Concat(t.Hooks.Select(h => h.Rule)));
+
+        Assert.DoesNotContain(rules, r => r.Contains("-j ts-", StringComparison.Ordinal) || r.Contains("-g ts-", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Our_rules_in_ts_input_are_not_copied()
+    {
+        var withOurs = NodivertSave.Replace(
+            "-A ts-input -s 100.101.102.103/32 -i lo -j ACCEPT",
+            "-A ts-input ! -i tailscale0 -m comment --comment \"ts-cgnat exemption\" -m set --match-set TSCGNAT-SRC4 src -j RETURN\n-A ts-input -s 100.101.102.103/32 -i lo -j ACCEPT",
+            StringComparison.Ordinal);
+        var chains = TsCgnat.Firewall.Detection.TailscaleChainsReader.FromIptables(SavedRuleset.Parse(withOurs), "tailscale0");
+
+        Assert.Equal(TsInput, chains.Rules.Input);
+        Assert.True(chains.InputDrop);
+        Assert.True(chains.ForwardDrop);
     }
 
     [Fact]
@@ -44,22 +87,22 @@ public class PlannerTests
     }
 
     [Fact]
-    public void Ts_chains_are_not_referenced_before_tailscaled_creates_them()
+    public void Without_tailscaleds_chains_there_is_nothing_to_hook()
     {
         var state = Layout(TailscaleChains.Absent);
 
-        var chains = state.Tables(IpFamily.V4).SelectMany(t => t.Chains.Values).SelectMany(r => r).ToList();
-        Assert.DoesNotContain(chains, r => r.Contains("ts-", StringComparison.Ordinal));
-        Assert.Equal(2, state.Tables(IpFamily.V4).Single(t => t.Name == "filter").Chains[Names.InputChain].Count);
+        Assert.Empty(state.Tables(IpFamily.V4));
+        Assert.Empty(state.Tables(IpFamily.V6));
+        Assert.Equal(3, state.Sets.Count);
     }
 
     [Fact]
-    public void IPv6_gets_the_hooks_only()
+    public void IPv6_gets_the_copy_without_exemptions()
     {
         var filter6 = Layout(NodivertV4).Tables(IpFamily.V6).Single(t => t.Name == "filter");
 
-        Assert.Equal(["-j ts-input"], filter6.Chains[Names.InputChain]);
-        Assert.Equal(["-j ts-forward"], filter6.Chains[Names.ForwardChain]);
+        Assert.Equal(TsInput, filter6.Chains[Names.InputChain]);
+        Assert.Equal(TsForward, filter6.Chains[Names.ForwardChain]);
     }
 
     [Fact]
@@ -82,7 +125,7 @@ public class PlannerTests
         var lines = input.Split('\n');
         Assert.Contains(":TSCGNAT-INPUT - [0:0]", lines);
         Assert.Contains("-I INPUT 1 -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT", lines);
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", lines);
+        Assert.Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", lines);
         Assert.Contains("*nat", lines);
         // Chains are declared before anything refers to them, in one table transaction each.
         Assert.True(Array.IndexOf(lines, ":TSCGNAT-INPUT - [0:0]") < Array.IndexOf(lines, "-I INPUT 1 -m comment --comment \"ts-cgnat hook\" -j TSCGNAT-INPUT"));
@@ -125,7 +168,7 @@ public class PlannerTests
     [Fact]
     public void A_changed_chain_is_rewritten_whole_and_nothing_else_is_touched()
     {
-        var tampered = Applied.Replace("-A TSCGNAT-INPUT -j ts-input\n", "", StringComparison.Ordinal);
+        var tampered = Applied.Replace("-A TSCGNAT-INPUT -p udp -m udp --dport 41641 -j ACCEPT\n", "", StringComparison.Ordinal);
 
         var input = Planner.Iptables(Layout(NodivertV4).Tables(IpFamily.V4), SavedRuleset.Parse(NodivertSave + tampered));
 
@@ -133,7 +176,7 @@ public class PlannerTests
             "*filter\n:TSCGNAT-INPUT - [0:0]\n"
             + "-A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRC4 src -j RETURN\n"
             + "-A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRCIF4 src,src -j RETURN\n"
-            + "-A TSCGNAT-INPUT -j ts-input\nCOMMIT\n",
+            + string.Concat(TsInput.Select(r => $"-A TSCGNAT-INPUT {r}\n")) + "COMMIT\n",
             input);
     }
 
@@ -235,10 +278,10 @@ public class PlannerTests
         -A ts-forward -s 100.64.0.0/10 -o tailscale0 -j DROP
         -A ts-forward -o tailscale0 -j ACCEPT
         -A ts-input -s 100.101.102.103/32 -i lo -j ACCEPT
-        -A ts-input -i tailscale0 -j ACCEPT
-        -A ts-input -p udp -m udp --dport 41641 -j ACCEPT
         -A ts-input -s 100.115.92.0/23 ! -i tailscale0 -j RETURN
         -A ts-input -s 100.64.0.0/10 ! -i tailscale0 -j DROP
+        -A ts-input -i tailscale0 -j ACCEPT
+        -A ts-input -p udp -m udp --dport 41641 -j ACCEPT
         COMMIT
         *nat
         :PREROUTING ACCEPT [0:0]
@@ -259,15 +302,22 @@ public class PlannerTests
         -A INPUT -m comment --comment "ts-cgnat hook" -j TSCGNAT-INPUT
         -A FORWARD -m comment --comment "ts-cgnat hook" -j TSCGNAT-FORWARD
         -A TSCGNAT-FORWARD -o tailscale0 -m set --match-set TSCGNAT-FWD4 src -j ACCEPT
-        -A TSCGNAT-FORWARD -j ts-forward
+        -A TSCGNAT-FORWARD -i tailscale0 -j MARK --set-xmark 0x40000/0xff0000
+        -A TSCGNAT-FORWARD -m mark --mark 0x40000/0xff0000 -j ACCEPT
+        -A TSCGNAT-FORWARD -s 100.64.0.0/10 -o tailscale0 -j DROP
+        -A TSCGNAT-FORWARD -o tailscale0 -j ACCEPT
         -A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRC4 src -j RETURN
         -A TSCGNAT-INPUT ! -i tailscale0 -m set --match-set TSCGNAT-SRCIF4 src,src -j RETURN
-        -A TSCGNAT-INPUT -j ts-input
+        -A TSCGNAT-INPUT -s 100.101.102.103/32 -i lo -j ACCEPT
+        -A TSCGNAT-INPUT -s 100.115.92.0/23 ! -i tailscale0 -j RETURN
+        -A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP
+        -A TSCGNAT-INPUT -i tailscale0 -j ACCEPT
+        -A TSCGNAT-INPUT -p udp -m udp --dport 41641 -j ACCEPT
         COMMIT
         *nat
         :TSCGNAT-POSTROUTING - [0:0]
         -A POSTROUTING -m comment --comment "ts-cgnat hook" -j TSCGNAT-POSTROUTING
-        -A TSCGNAT-POSTROUTING -j ts-postrouting
+        -A TSCGNAT-POSTROUTING -m mark --mark 0x40000/0xff0000 -j MASQUERADE
         COMMIT
 
         """;

@@ -3,7 +3,7 @@ using TsCgnat.TestSupport;
 namespace TsCgnat.Firewall.Tests;
 
 /// <summary>
-/// The emulator every lab test relies on, checked against the facts (tailscale-netfilter.md section 1.5 and 1.6
+/// The emulator every lab test relies on, checked against the facts (docs/tailscale.md section 1.5 and 1.6
 /// listings, lifecycle section 2, the variants) by its own self-test: one named case per lifecycle step, under
 /// each back end it applies to (legacy and nft = tailscaled's iptables runner, nftables = its native runner).
 /// One class per back end, so that a run can pick one by name; all stay in the serial "netns" collection (side by

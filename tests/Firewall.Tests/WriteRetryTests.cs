@@ -36,7 +36,7 @@ public class WriteRetryTests
         var busy = new CommandOutput(4, "", "Another app is currently holding the xtables lock.");
         var runner = new ScriptedRunner(busy, busy, busy, busy);
 
-        var error = await Assert.ThrowsAsync<FirewallWriteException>(() => new HostFirewall(runner).WriteAsync(PlanWithOneRestore(), CancellationToken.None));
+        var error = await Assert.ThrowsAsync<FirewallToolException>(() => new HostFirewall(runner).WriteAsync(PlanWithOneRestore(), CancellationToken.None));
 
         Assert.Equal(3, runner.Calls.Count);
         Assert.Contains("iptables-legacy-restore failed (4): Another app is currently holding the xtables lock.", error.Message, StringComparison.Ordinal);
@@ -47,7 +47,7 @@ public class WriteRetryTests
     {
         var runner = new ScriptedRunner(new CommandOutput(2, "", "iptables-restore v1.8.9 (legacy): Couldn't load target `ts-input'"));
 
-        var error = await Assert.ThrowsAsync<FirewallWriteException>(() => new HostFirewall(runner).WriteAsync(PlanWithOneRestore(), CancellationToken.None));
+        var error = await Assert.ThrowsAsync<FirewallToolException>(() => new HostFirewall(runner).WriteAsync(PlanWithOneRestore(), CancellationToken.None));
 
         Assert.Single(runner.Calls);
         Assert.Contains("Couldn't load target", error.Message, StringComparison.Ordinal);

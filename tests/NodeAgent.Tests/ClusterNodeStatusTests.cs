@@ -1,14 +1,14 @@
-using ReconcileResult = TsCgnat.Firewall.ReconcileResult;
+using k8s.Models;
 using TsCgnat.Api;
+using TsCgnat.Firewall;
 using TsCgnat.Firewall.Detection;
 using TsCgnat.Firewall.Model;
-using TsCgnat.Firewall;
 using TsCgnat.Kube;
 using TsCgnat.NodeAgent.Cluster;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
-using k8s.Models;
+using ReconcileResult = TsCgnat.Firewall.ReconcileResult;
 
 namespace TsCgnat.NodeAgent.Tests;
 
@@ -230,7 +230,7 @@ public sealed class ClusterNodeStatusTests
     }
 
     private static PassOutcome Failed(string error) =>
-        new("start", null, null, new FirewallWriteException(error), false, NoLocalApi);
+        new("start", null, null, new FirewallToolException(error), false, NoLocalApi);
 
     /// <summary>A clock that moves only when told.</summary>
     private sealed class StepClock(DateTimeOffset start) : TimeProvider

@@ -38,7 +38,7 @@ public sealed class EnforceNoDivertTests : IDisposable
         using var agent = Start(lab, localApi.SocketPath, "--enforce-nodivert");
 
         agent.WaitFor(() => tailscaled.Run("status").Contains("mode=nodivert", StringComparison.Ordinal), "tailscaled switched to nodivert", Patience);
-        agent.WaitFor(() => lab.Exec("u2", "iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal)
+        agent.WaitFor(() => lab.Exec("u2", "iptables-legacy-save").Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", StringComparison.Ordinal)
             && !lab.Exec("u2", "iptables-legacy-save").Contains("ts-cgnat exemption", StringComparison.Ordinal), "Indirect in place, no InChain rule left", Patience);
         // Logged when the LocalAPI call returns, which may come after the rules the mode change led to.
         agent.WaitFor(() => agent.Output.Contains("switched tailscaled from netfilter mode on to nodivert", StringComparison.Ordinal), "the switch logged", Patience);

@@ -25,7 +25,7 @@ public sealed class HostModeRunTests : IDisposable
 
         // The set is written before the chains (sets first, so no rule ever names a missing set): wait for both.
         WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal)
-            && ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "first apply");
+            && ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", StringComparison.Ordinal), agent, "first apply");
 
         // A new file in the directory is picked up without a signal.
         File.WriteAllText(Path.Combine(policies, "aliyun.yaml"), "apiVersion: tscgnat.io/v1alpha1\nkind: CgnatAllowPolicy\nmetadata: {name: aliyun}\nspec:\n  allowedSources:\n    - cidr: 100.100.0.0/16\n");
@@ -47,7 +47,7 @@ public sealed class HostModeRunTests : IDisposable
         agent.Signal("TERM");
         Assert.True(agent.Process.WaitForExit(10_000), "agent stops on SIGTERM");
         Assert.Equal(0, agent.Process.ExitCode);
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
+        Assert.Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", ns.Exec("iptables-legacy-save"), StringComparison.Ordinal);
         Assert.Contains("100.64.0.0/24", ns.Exec("ipset", "list", "TSCGNAT-SRC4"), StringComparison.Ordinal);
     }
 
@@ -59,7 +59,7 @@ public sealed class HostModeRunTests : IDisposable
         using var tailscaled = new TailscaledEmulator(ns.Name, "legacy");
         tailscaled.Run("start", "nodivert");
         using var agent = Start("run", "--policy-file", _dir.File("seed.yaml", Policies.Seed), "--netns", ns.Name, "--state-dir", _dir.Sub("state"), "--resync-interval", "1");
-        WaitFor(() => ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "first apply");
+        WaitFor(() => ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", StringComparison.Ordinal), agent, "first apply");
 
         // Someone deletes our hook and empties our set; no file changes, no signal: only the timer.
         ns.Exec("iptables-legacy", "-w", "-D", "INPUT", "-m", "comment", "--comment", "ts-cgnat hook", "-j", "TSCGNAT-INPUT");
@@ -82,7 +82,7 @@ public sealed class HostModeRunTests : IDisposable
         File.WriteAllText(file, Policies.Seed);
         using var agent = Start("run", "--policy-file", policies, "--netns", ns.Name, "--state-dir", _dir.Sub("state"), "--resync-interval", "1");
         WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal)
-            && ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "first apply");
+            && ns.Exec("iptables-legacy-save").Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", StringComparison.Ordinal), agent, "first apply");
 
         foreach (var (hostile, said) in new[] { ("alias-bomb.yaml", "(line 8): the YAML anchor &a0 is refused"), ("nested-flow.yaml", "(line 5): nested more than 32 lists or maps deep") })
         {
@@ -114,11 +114,11 @@ public sealed class HostModeRunTests : IDisposable
         WaitFor(() => ns.Try("ipset", "list", "TSCGNAT-SRC4").StdOut.Contains("100.64.0.0/24", StringComparison.Ordinal), agent, "cache restored");
         WaitFor(() => agent.Output.Contains("no such file or directory", StringComparison.Ordinal), agent, "missing file reported");
         Assert.Contains("restored the cached state", agent.Output, StringComparison.Ordinal);
-        Assert.Contains("-A TSCGNAT-INPUT -j ts-input", ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
+        Assert.Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", ns.Exec("iptables-nft-save"), StringComparison.Ordinal);
 
         // Still no valid policy: the cached state stays in force and drift is repaired at the next resync.
         ns.Exec("iptables-nft", "-w", "-F", "TSCGNAT-INPUT");
-        WaitFor(() => ns.Exec("iptables-nft-save").Contains("-A TSCGNAT-INPUT -j ts-input", StringComparison.Ordinal), agent, "drift repaired from the cache");
+        WaitFor(() => ns.Exec("iptables-nft-save").Contains("-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP", StringComparison.Ordinal), agent, "drift repaired from the cache");
     }
 
     private static void WaitFor(Func<bool> condition, RunningAgent agent, string what) => agent.WaitFor(condition, what, Patience);

@@ -11,7 +11,7 @@ using TsCgnat.TestSupport;
 namespace TsCgnat.NodeAgent.Tests;
 
 /// <summary>
-/// The tailscaled LocalAPI client and watcher, against JSON exactly as the shared facts (section 5)
+/// The tailscaled LocalAPI client and watcher, against JSON exactly as docs/tailscale.md (section 5)
 /// show it and against <see cref="FakeTailscaled"/> on a real unix socket. No root needed.
 /// </summary>
 public sealed class LocalApiTests : IAsyncLifetime, IDisposable

@@ -1,10 +1,10 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.Sockets;
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
-using TsCgnat.Firewall.Processes;
 using TsCgnat.Firewall;
+using TsCgnat.Firewall.Processes;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.State;

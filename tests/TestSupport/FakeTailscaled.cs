@@ -14,7 +14,7 @@ namespace TsCgnat.TestSupport;
 
 /// <summary>
 /// tailscaled's LocalAPI as far as the agent uses it, on a unix socket, speaking the exact shapes of
-/// the shared facts (section 5): prefs as indented JSON with Go field names and numbers for enums,
+/// docs/tailscale.md (section 5): prefs as indented JSON with Go field names and numbers for enums,
 /// MaskedPrefs PATCH, the watch-ipn-bus stream with <c>null</c> for unset fields and Version in every
 /// message, /status with the state's name, and tailscaled's 403s. Kestrel serves it (ListenUnixSocket);
 /// the handler is one method so the whole protocol reads in one place.

@@ -5,7 +5,7 @@ using System.Text.RegularExpressions;
 namespace TsCgnat.TestSupport;
 
 /// <summary>
-/// The tailscaled lifecycle steps that rebuild its chains in mode on (tailscale-netfilter.md section 2), as
+/// The tailscaled lifecycle steps that rebuild its chains in mode on (docs/tailscale.md section 2), as
 /// emulator commands. One table for the lifecycle tests (tests/NodeAgent.Tests, a few rounds of each step) and
 /// the lifecycle soak (bench/Lifecycle, 20 cycles of all of them).
 /// </summary>

@@ -8,7 +8,8 @@ namespace TsCgnat.Firewall.Detection;
 public sealed record RunnerChoice(TailscaleRunner Runner, string Reason);
 
 /// <summary>The strategy in use, and why.</summary>
-public sealed record StrategyChoice(Strategy Strategy, string Reason);
+/// <param name="LookAgainIn">The choice waits for tailscaled to settle: look again after this long even if nothing else happens.</param>
+public sealed record StrategyChoice(Strategy Strategy, string Reason, TimeSpan? LookAgainIn = null);
 
 /// <summary>
 /// Tells tailscaled's iptables runner (over legacy or nft) from its native nftables runner, from the
@@ -80,13 +81,25 @@ public static class RunnerDetector
         return hint?.Kind switch
         {
             "nftables" => new(TailscaleRunner.Nftables, "no ts-* chains yet; the LocalAPI says NetfilterKind=nftables"),
+            // Its tables stay when its chains go (down, stop): iptables-nft rules of ours in them would make every later
+            // pass fail once tailscaled is back, so what it made before decides until it shows otherwise.
+            _ when previous is TailscaleRunner.Nftables => new(TailscaleRunner.Nftables, "no ts-* chains now; tailscaled's nftables runner made them before"),
             _ => new(TailscaleRunner.Unknown, "no ts-* chains: tailscaled is stopped, down, in mode off, or waiting for its first netmap"),
         };
     }
 
+    /// <summary>
+    /// How long tailscaled's chains must stay full without its jumps before the agent takes it for nodivert rather than
+    /// mode on part-way through a stop (jumps deleted first, then the chains flushed and deleted, a few dozen commands).
+    /// </summary>
+    public static readonly TimeSpan UnhookedSettle = TimeSpan.FromSeconds(2);
+
     /// <summary>The strategy for what was detected (design section 4: never Indirect with the nft runner).</summary>
+    /// <param name="unhookedFor">How long ts-input has been full without tailscaled's jumps while the strategy was InChain
+    /// (null when that is not the case now).</param>
     /// <exception cref="InvalidOperationException">Indirect was asked for while tailscaled uses its nftables runner.</exception>
-    public static StrategyChoice Choose(StrategyRequest request, RunnerChoice runner, TailscaleChains v4, TailscaleHint? hint, Strategy? previous)
+    public static StrategyChoice Choose(
+        StrategyRequest request, RunnerChoice runner, TailscaleChains v4, TailscaleHint? hint, Strategy? previous, TimeSpan? unhookedFor = null)
     {
         if (request == StrategyRequest.Indirect)
         {
@@ -109,26 +122,9 @@ public static class RunnerDetector
 
         if (v4.Any && runner.Runner != TailscaleRunner.Unknown)
         {
-            if (v4.PlainJumps)
-            {
-                return new(Strategy.InChain, "tailscaled is in netfilter mode on: its jump at the top of INPUT runs ts-input before anything else");
-            }
-
-            // Chains without jumps are nodivert, or mode on half-way through a rebuild: off->on makes the
-            // chains (empty) before it adds its jumps, and on->off removes the jumps before it flushes.
-            // Switching strategy on such a passing state made the agent flip between the two at every
-            // tailscaled restart, so it takes the LocalAPI's word, or an empty ts-input, as "still on".
-            if (hint?.Mode == NetfilterMode.On)
-            {
-                return new(Strategy.InChain, "the LocalAPI says netfilter mode on; tailscaled's jumps are being rebuilt");
-            }
-
-            if (previous == Strategy.InChain && v4.InputRules == 0)
-            {
-                return new(Strategy.InChain, "tailscaled's chains are empty and unhooked, as in the middle of a mode-on rebuild; keeping InChain");
-            }
-
-            return new(Strategy.Indirect, "tailscaled is in netfilter mode nodivert: our hooks call its chains after the exemptions");
+            return Mode(v4, hint, previous, unhookedFor) is { Mode: NetfilterMode.On } on
+                ? new(Strategy.InChain, on.Reason, on.LookAgainIn)
+                : new(Strategy.Indirect, "tailscaled is in netfilter mode nodivert: our hooks run the exemptions, then a copy of its rules");
         }
 
         return hint?.Mode switch
@@ -136,7 +132,50 @@ public static class RunnerDetector
             NetfilterMode.On => new(Strategy.InChain, "the LocalAPI says netfilter mode on"),
             NetfilterMode.NoDivert => new(Strategy.Indirect, "the LocalAPI says netfilter mode nodivert"),
             _ when previous is { } kept => new(kept, $"no ts-* chains to tell from; keeping {kept}"),
-            _ => new(Strategy.Indirect, "no ts-* chains to tell from; Indirect references them only once tailscaled's iptables runner has made them"),
+            _ => new(Strategy.Indirect, "no ts-* chains to tell from; Indirect writes nothing until tailscaled's iptables runner has made them"),
         };
+    }
+
+    /// <summary>tailscaled's netfilter mode as its chains and the LocalAPI show it, and why; null: not known.</summary>
+    public sealed record ModeSeen(NetfilterMode Mode, string Reason, TimeSpan? LookAgainIn = null);
+
+    /// <summary>
+    /// Mode on or nodivert, from chains that exist. Jumps prove mode on; their absence proves nothing by itself: mode on
+    /// makes its chains before its jumps at every start, and deletes the jumps before it flushes and deletes the chains
+    /// at every stop. Deciding nodivert on such a passing state flipped the agent's strategy at every tailscaled restart
+    /// (and wrote rules in between), so without the LocalAPI's word the agent keeps mode on while the chains are empty,
+    /// or until they have stayed full and unhooked for <see cref="UnhookedSettle"/>.
+    /// </summary>
+    public static ModeSeen Mode(TailscaleChains v4, TailscaleHint? hint, Strategy? previous, TimeSpan? unhookedFor)
+    {
+        if (v4.PlainJumps)
+        {
+            return new(NetfilterMode.On, "tailscaled is in netfilter mode on: its jump at the top of INPUT runs ts-input before anything else");
+        }
+
+        if (hint?.Mode is NetfilterMode.On)
+        {
+            return new(NetfilterMode.On, "the LocalAPI says netfilter mode on; tailscaled's jumps are being rebuilt");
+        }
+
+        if (hint?.Mode is NetfilterMode.NoDivert)
+        {
+            return new(NetfilterMode.NoDivert, "the LocalAPI says netfilter mode nodivert");
+        }
+
+        if (previous == Strategy.InChain && v4.InputRules == 0)
+        {
+            return new(NetfilterMode.On, "tailscaled's chains are empty and unhooked, as in the middle of a mode-on rebuild; keeping InChain");
+        }
+
+        if (previous == Strategy.InChain && (unhookedFor ?? TimeSpan.Zero) < UnhookedSettle)
+        {
+            return new(NetfilterMode.On,
+                "tailscaled's jumps are gone but its chains are full, as while it stops; keeping InChain unless that lasts "
+                + $"{UnhookedSettle.TotalSeconds:0} s (a switch to nodivert)",
+                UnhookedSettle - (unhookedFor ?? TimeSpan.Zero));
+        }
+
+        return new(NetfilterMode.NoDivert, "tailscaled's chains are there without its jumps: netfilter mode nodivert");
     }
 }

@@ -19,7 +19,11 @@ public enum IptablesBackend
 /// <summary>How our exemptions are wired to Tailscale's chains (design section 4).</summary>
 public enum Strategy
 {
-    /// <summary>Our chains, hooked from the built-ins, call Tailscale's chains (tailscaled's iptables runner in nodivert).</summary>
+    /// <summary>
+    /// tailscaled's iptables runner in nodivert: our chains, hooked from the built-ins, hold the exemptions and then a copy
+    /// of tailscaled's rules. They never reference a ts-* chain: tailscaled cannot delete a chain that is still referenced,
+    /// and its down, stop and clean-up then stop half-way with errors (docs/tailscale.md, "What this means for the agent").
+    /// </summary>
     Indirect,
 
     /// <summary>Our tagged exemption rules at the top of ts-input and ts-forward (mode on, or tailscaled's nftables runner).</summary>
@@ -35,7 +39,7 @@ public enum StrategyRequest
     InChain,
 }
 
-/// <summary>How tailscaled writes its firewall rules (shared facts section 3).</summary>
+/// <summary>How tailscaled writes its firewall rules (docs/tailscale.md section 3).</summary>
 public enum TailscaleRunner
 {
     /// <summary>Not known yet: no ts-* chains, or chains still empty, and nothing learned from the LocalAPI.</summary>
@@ -106,6 +110,12 @@ public sealed record Exemptions(IReadOnlyList<SourceExemption> Sources, IReadOnl
     public SortedSet<string> Subnets() => new(RoutedSubnets.Select(s => s.ToString()), StringComparer.Ordinal);
 }
 
+/// <summary>tailscaled's rules in ts-input, ts-forward and nat ts-postrouting, in order.</summary>
+public sealed record TailscaleRules(IReadOnlyList<string> Input, IReadOnlyList<string> Forward, IReadOnlyList<string> Postrouting)
+{
+    public static readonly TailscaleRules None = new([], [], []);
+}
+
 /// <summary>What Tailscale has in one family of one back end, as read from the firewall.</summary>
 /// <param name="Input">filter/ts-input exists.</param>
 /// <param name="Forward">filter/ts-forward exists.</param>
@@ -116,6 +126,18 @@ public sealed record Exemptions(IReadOnlyList<SourceExemption> Sources, IReadOnl
 public sealed record TailscaleChains(bool Input, bool Forward, bool Postrouting, bool PlainJumps, bool? Stateful, int InputRules)
 {
     public static readonly TailscaleChains Absent = new(false, false, false, false, null, 0);
+
+    /// <summary>ts-input holds tailscaled's CGNAT drop (<c>-s 100.64.0.0/10 ! -i tun -j DROP</c>): the rule our exemption cancels.</summary>
+    public bool InputDrop { get; init; }
+
+    /// <summary>ts-forward holds tailscaled's CGNAT drop toward the tun (<c>-s 100.64.0.0/10 -o tun -j DROP</c>).</summary>
+    public bool ForwardDrop { get; init; }
+
+    /// <summary>
+    /// tailscaled's own rules in its chains, in iptables-save form without the <c>-A chain</c> (ours left out); read for
+    /// the iptables runner only, where <see cref="Strategy.Indirect"/> copies them into our chains.
+    /// </summary>
+    public TailscaleRules Rules { get; init; } = TailscaleRules.None;
 
     public bool Any => Input || Forward || Postrouting;
 

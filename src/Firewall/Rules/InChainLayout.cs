@@ -43,6 +43,9 @@ public static class InChainLayout
         new(
             "filter",
             new Dictionary<string, IReadOnlyList<string>>(),
-            // Only into chains tailscaled has made: creating ts-* ourselves would break its nftables runner.
-            Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? ts.Input : ts.Forward).ToList());
+            // Only into a chain that holds tailscaled's drop: before it is there nothing needs cancelling, and tailscaled
+            // builds its chains with dozens of commands (flush, jumps, rules) after which a rule written early would be
+            // gone; waiting for the drop makes one write per rebuild. And never a ts-* chain made by us, which would
+            // break tailscaled's nftables runner.
+            Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? ts.InputDrop : ts.ForwardDrop).ToList());
 }

@@ -3,13 +3,18 @@ using TsCgnat.Firewall.Model;
 namespace TsCgnat.Firewall.Rules;
 
 /// <summary>
-/// The <see cref="Strategy.Indirect"/> layout of design section 4: our chains, hooked at the top of
-/// the built-ins, exempt the allowed sources and then call Tailscale's chains.
+/// The <see cref="Strategy.Indirect"/> layout (tailscaled's iptables runner in mode nodivert): our chains, hooked at the
+/// top of the built-ins, exempt the allowed sources and then hold a copy of tailscaled's own rules, which nothing else
+/// calls in nodivert.
 /// </summary>
 /// <remarks>
-/// tailscaled's start-up cleanup deletes only an exact plain <c>-j ts-input</c> (issue #12185), so a
-/// commented hook into our chain survives it, and our reference keeps <c>ts-*</c> alive (emptied)
-/// across restarts for tailscaled to refill. The CIDRs live in sets, so a policy change touches no chain.
+/// A copy, not a jump into ts-*: tailscaled deletes its chains on down, stop and clean-up, and a chain that another chain
+/// still references cannot be deleted ("Too many links" on legacy, "Device or resource busy" on iptables-nft). tailscaled
+/// then logs the failure and stops deleting, leaving its later chains flushed but present (seen on the real v1.82.0
+/// daemon and v1.90.4 router, docs/tailscale.md section 2.4). The copy follows tailscaled's chains as drift does: when
+/// they change the next pass rewrites it, and when they are gone so are our hooks and chains. tailscaled's start-up
+/// clean-up deletes only an exact plain <c>-j ts-input</c>, so the commented hooks survive it. The CIDRs live in sets,
+/// so a policy change touches no chain.
 /// </remarks>
 public static class IndirectLayout
 {
@@ -39,9 +44,15 @@ public static class IndirectLayout
 
     private static List<DesiredTable> Tables(IpFamily family, string tun, TailscaleChains ts, bool stateful)
     {
+        // Nothing of tailscaled's to cancel or to call: no hooks of ours either (and never a ts-* chain made by us, which
+        // would break tailscaled if it later starts with its nftables runner).
+        if (!ts.Any)
+        {
+            return [];
+        }
+
         var input = new List<string>();
         var forward = new List<string>();
-        var postrouting = new List<string>();
         if (family == IpFamily.V4)
         {
             // Same "! -i tun" condition as the drop it cancels: traffic on the tailnet is never ours to judge.
@@ -55,23 +66,10 @@ public static class IndirectLayout
                 : $"-o {tun} -m set --match-set {Names.SubnetSet} src -j ACCEPT");
         }
 
-        // Hook ts-* only once tailscaled has made them: before that there is no drop to cancel, and a
-        // pre-created ts-* chain would break tailscaled if it later starts with its nftables runner.
-        if (ts.Input)
-        {
-            input.Add($"-j {Names.TsInput}");
-        }
-
-        if (ts.Forward)
-        {
-            forward.Add($"-j {Names.TsForward}");
-        }
-
-        if (ts.Postrouting)
-        {
-            postrouting.Add($"-j {Names.TsPostrouting}");
-        }
-
+        // A verdict means the same in our chain as in tailscaled's: each is called from the top of its built-in, and
+        // RETURN goes back to it.
+        input.AddRange(ts.Rules.Input);
+        forward.AddRange(ts.Rules.Forward);
         return
         [
             new DesiredTable(
@@ -80,7 +78,7 @@ public static class IndirectLayout
                 [Hook.Jump("INPUT", Names.InputChain), Hook.Jump("FORWARD", Names.ForwardChain)]),
             new DesiredTable(
                 "nat",
-                new Dictionary<string, IReadOnlyList<string>> { [Names.PostroutingChain] = postrouting },
+                new Dictionary<string, IReadOnlyList<string>> { [Names.PostroutingChain] = [.. ts.Rules.Postrouting] },
                 [Hook.Jump("POSTROUTING", Names.PostroutingChain)]),
         ];
     }

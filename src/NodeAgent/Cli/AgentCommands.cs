@@ -1,12 +1,14 @@
 using System.CommandLine;
+using k8s;
+using k8s.Exceptions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using TsCgnat.Api;
+using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
-using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.Cluster;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
@@ -14,8 +16,6 @@ using TsCgnat.NodeAgent.State;
 using TsCgnat.NodeAgent.Tailscale;
 using TsCgnat.NodeAgent.Triggers;
 using TsCgnat.Telemetry;
-using k8s.Exceptions;
-using k8s;
 
 namespace TsCgnat.NodeAgent.Cli;
 
@@ -250,7 +250,7 @@ public static class AgentCommands
 
             return ExitCodes.Done;
         }
-        catch (Exception e) when (e is FirewallWriteException or InvalidOperationException or IOException)
+        catch (Exception e) when (e is FirewallToolException or InvalidOperationException or IOException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return ExitCodes.Failure;
@@ -267,7 +267,7 @@ public static class AgentCommands
             Console.WriteLine(result.Wrote ? $"removed: {Steps(result.Plan)}" : "nothing of ours was left");
             return ExitCodes.Done;
         }
-        catch (Exception e) when (e is FirewallWriteException or InvalidOperationException or IOException)
+        catch (Exception e) when (e is FirewallToolException or InvalidOperationException or IOException)
         {
             Console.Error.WriteLine($"error: {e.Message}");
             return ExitCodes.Failure;
@@ -345,7 +345,7 @@ public static class AgentCommands
         }
         else
         {
-            builder.Services.AddSingleton<IPolicySource>(sp => new PolicyFileSource(paths, sp.GetRequiredService<ILogger<PolicyFileSource>>(), parse.GetValue(StateDir)));
+            builder.Services.AddSingleton<IPolicySource>(sp => new PolicyFileSource(paths, sp.GetRequiredService<ILogger<PolicyFileSource>>()));
         }
 
         builder.Services.AddHostedService<AgentLoop>();

@@ -1,9 +1,9 @@
 using System.CommandLine;
 using System.Net.Sockets;
 using System.Text.Json;
+using TsCgnat.Firewall;
 using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall.Processes;
-using TsCgnat.Firewall;
 using TsCgnat.NodeAgent.Doctor;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
@@ -61,7 +61,7 @@ public static class DoctorCommand
         {
             snapshot = await new HostFirewall(recorder).ReadAsync(cancellationToken);
         }
-        catch (FirewallWriteException e)
+        catch (FirewallToolException e)
         {
             await Console.Error.WriteLineAsync($"error: {e.Message}");
             return ExitCodes.Failure;

@@ -1,11 +1,11 @@
+using k8s;
+using k8s.Models;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Kube;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Triggers;
-using k8s.Models;
-using k8s;
 
 namespace TsCgnat.NodeAgent.Cluster;
 

@@ -1,14 +1,14 @@
 using System.Net;
 using System.Threading.Channels;
+using k8s;
+using k8s.Autorest;
+using k8s.Models;
 using Microsoft.Extensions.Logging;
 using TsCgnat.Api;
 using TsCgnat.Kube;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.Telemetry;
-using k8s.Autorest;
-using k8s.Models;
-using k8s;
 
 namespace TsCgnat.NodeAgent.Cluster;
 

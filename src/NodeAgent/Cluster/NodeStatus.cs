@@ -1,12 +1,12 @@
 using System.Security.Cryptography;
 using System.Text;
+using k8s.Models;
 using TsCgnat.Api;
-using TsCgnat.Firewall.Model;
 using TsCgnat.Firewall;
+using TsCgnat.Firewall.Model;
 using TsCgnat.NodeAgent.HostMode;
 using TsCgnat.NodeAgent.Reconciling;
 using TsCgnat.NodeAgent.Tailscale;
-using k8s.Models;
 
 namespace TsCgnat.NodeAgent.Cluster;
 
@@ -14,34 +14,6 @@ namespace TsCgnat.NodeAgent.Cluster;
 /// <param name="Node">This node's Node, for the owner reference and as the object events are about.</param>
 /// <param name="DriftRepairs">Repairs counted since the agent started.</param>
 public sealed record NodeReport(V1Node Node, PolicySelection Selection, PassOutcome Outcome, long DriftRepairs);
-
-/// <summary>The CamelCase reasons the agent writes on its node state's conditions and events.</summary>
-public static class NodeReasons
-{
-    /// <summary>Ready=True: the host's rules match the applied policies.</summary>
-    public const string RulesApplied = "RulesApplied";
-
-    /// <summary>Ready=False, and a Warning event: writing the rules failed.</summary>
-    public const string ApplyFailed = "ApplyFailed";
-
-    /// <summary>TailscaleCompatible=True: the strategy in use works with what tailscaled does.</summary>
-    public const string StrategyWorks = "StrategyWorks";
-
-    /// <summary>TailscaleCompatible=False: tailscaled runs with --netfilter-mode=off.</summary>
-    public const string NetfilterModeOff = "NetfilterModeOff";
-
-    /// <summary>TailscaleCompatible=False: the strategy asked for cannot work with tailscaled's runner or mode.</summary>
-    public const string StrategyImpossible = "StrategyImpossible";
-
-    /// <summary>TailscaleCompatible=Unknown: neither the LocalAPI nor the firewall shows tailscaled.</summary>
-    public const string TailscaleNotDetected = "TailscaleNotDetected";
-
-    /// <summary>Normal event: the agent put back rules that something else changed.</summary>
-    public const string DriftRepaired = "DriftRepaired";
-
-    /// <summary>Warning event: a policy that selects this node is invalid and is not applied here.</summary>
-    public const string PolicyInvalid = "PolicyInvalid";
-}
 
 /// <summary>
 /// The status of this node's CgnatNodeState as a pure function of the status it has and a <see cref="NodeReport"/>.
@@ -95,7 +67,7 @@ public static class NodeStatus
                 _ => FirewallBackend.IptablesNft,
             };
             status.BackendReason = Truncate(plan.Backend.Reason, MaxReason);
-            status.Strategy = plan.Strategy?.Strategy switch
+            status.Strategy = plan.Incompatible is not null ? ExemptionStrategy.None : plan.Strategy?.Strategy switch
             {
                 Strategy.Indirect => ExemptionStrategy.Indirect,
                 Strategy.InChain => ExemptionStrategy.InChain,
@@ -212,6 +184,11 @@ public static class NodeStatus
         {
             return (ConditionStatus.False, NodeReasons.NetfilterModeOff,
                 "tailscaled runs with --netfilter-mode=off: it drops nothing, so no exemption is needed, but subnet routing lacks its MARK and MASQUERADE rules; use mode on or nodivert");
+        }
+
+        if (plan.Incompatible is { } incompatible)
+        {
+            return (ConditionStatus.False, incompatible.Reason, incompatible.Message);
         }
 
         var v4 = plan.Tailscale.GetValueOrDefault(IpFamily.V4) ?? TailscaleChains.Absent;

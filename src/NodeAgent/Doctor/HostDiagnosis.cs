@@ -38,7 +38,7 @@ public static class HostDiagnosis
             // Without a policy the plan is still made (for detection), against empty sets; its changes are not reported.
             plan = HostFirewall.Plan(snapshot, IndirectLayout.Sets(exemptions ?? Exemptions.None), settings, PreviousPass.None);
         }
-        catch (Exception e) when (e is FirewallWriteException or InvalidOperationException)
+        catch (Exception e) when (e is FirewallToolException or InvalidOperationException)
         {
             error = e.Message;
         }
@@ -68,8 +68,14 @@ public static class HostDiagnosis
                 + "tailscaled may be down, starting, or rebuilding its chains; run doctor again in a moment");
         }
 
-        var healthy = error is null && rules.MatchPolicy != false && packets.All(p => p.Ok);
+        // With nothing to write (the native runner in nodivert) every probe may pass, since nothing drops: not healthy all the same.
+        var healthy = error is null && plan?.Incompatible is null && rules.MatchPolicy != false && packets.All(p => p.Ok);
         var recommendations = Recommend(tailscale, strategy, rules, packets, error, policies is not null);
+        if (plan?.Incompatible is { } incompatible)
+        {
+            recommendations.Insert(0, incompatible.Message);
+        }
+
         return new DoctorReport(healthy, firewall, tailscale, strategy, rules, packets, notModelled, warnings, recommendations);
     }
 

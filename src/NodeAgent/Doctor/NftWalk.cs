@@ -51,7 +51,11 @@ public static class NftWalk
 
     private static readonly Dictionary<string, uint> CtStates = new(StringComparer.Ordinal)
     {
-        ["invalid"] = 1, ["established"] = 2, ["related"] = 4, ["new"] = 8, ["untracked"] = 64,
+        ["invalid"] = 1,
+        ["established"] = 2,
+        ["related"] = 4,
+        ["new"] = 8,
+        ["untracked"] = 64,
     };
 
     public static Verdict Walk(NftRuleset nft, IReadOnlyList<NftBaseChain> baseChains, Probe probe)

@@ -10,11 +10,11 @@ namespace TsCgnat.NodeAgent.HostMode;
 /// Host mode's policies: the policy files. A file watcher and SIGHUP say "look again"; a timer resync re-reads
 /// the files only when one changed (size, time or the set of files), so an idle pass costs a few stat calls
 /// instead of parsing every policy again, and a missed watcher event is still caught. A bad edit keeps the
-/// last good policies in force. Changes under <paramref name="stateDirectory"/> are not policy changes: the
-/// watcher covers the policy directories with their subdirectories, and without this a state directory kept
-/// among the policies would turn each write of our own cache into another pass (under the wrong cause).
+/// last good policies in force. Only a change of a policy file itself is a policy change (<see cref="IsPolicyChange"/>):
+/// any other file written beside them (our own state cache, an editor's swap file, a log) would otherwise label a pass
+/// "policy file changed", and a repair made in that pass would not be counted as one.
 /// </summary>
-public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<PolicyFileSource> logger, string? stateDirectory = null) : IPolicySource
+public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<PolicyFileSource> logger) : IPolicySource
 {
     private static readonly TimeSpan FileSettle = TimeSpan.FromMilliseconds(200);
     private IReadOnlyList<ValidatedPolicy>? _lastGood;
@@ -33,15 +33,48 @@ public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<Policy
             context.Cancel = true; // SIGHUP means "read the files again", not "terminate"
             changed(Causes.Hangup);
         });
-        var ignored = stateDirectory is null ? null : Path.TrimEndingDirectorySeparator(Path.GetFullPath(stateDirectory)) + Path.DirectorySeparatorChar;
+        var full = paths.Select(p => Path.TrimEndingDirectorySeparator(Path.GetFullPath(p))).ToList();
         var watchers = new WatcherSet(WatchedDirectories(paths), path =>
         {
-            if (ignored is null || !(path + Path.DirectorySeparatorChar).StartsWith(ignored, StringComparison.Ordinal))
+            if (IsPolicyChange(full, path))
             {
                 changed(Causes.PolicyChanged);
             }
         });
         return new Inputs(hangup, watchers);
+    }
+
+    /// <summary>
+    /// Whether a change the watcher saw at <paramref name="changed"/> can change what the policy files say: one of the
+    /// files named, a policy file (<c>*.yaml</c>, <c>*.yml</c>, not hidden) directly in a directory named, or the
+    /// <c>..data</c>-style entries through which a Kubernetes volume (a ConfigMap) swaps all of its files at once.
+    /// </summary>
+    /// <param name="paths">The policy paths as given, made full.</param>
+    public static bool IsPolicyChange(IReadOnlyList<string> paths, string changed)
+    {
+        var directory = Path.GetDirectoryName(changed);
+        var name = Path.GetFileName(changed);
+        foreach (var path in paths)
+        {
+            if (string.Equals(changed, path, StringComparison.Ordinal))
+            {
+                return true;
+            }
+
+            var swap = name.StartsWith("..", StringComparison.Ordinal);
+            var inDirectory = string.Equals(directory, path, StringComparison.Ordinal);
+            if (inDirectory && (swap || PolicyFiles.IsPolicyFileName(name)))
+            {
+                return true;
+            }
+
+            if (swap && string.Equals(directory, Path.GetDirectoryName(path), StringComparison.Ordinal))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Let an editor finish its write-rename dance before reading.</summary>
@@ -111,7 +144,7 @@ public sealed class PolicyFileSource(IReadOnlyList<string> paths, ILogger<Policy
                 var watcher = new FileSystemWatcher(directory)
                 {
                     NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.DirectoryName,
-                    IncludeSubdirectories = true, // a ConfigMap mount swaps its ..data directory
+                    IncludeSubdirectories = false, // a ConfigMap mount swaps its ..data link, an entry of the directory itself
                 };
                 watcher.Changed += (_, e) => changed(e.FullPath);
                 watcher.Created += (_, e) => changed(e.FullPath);

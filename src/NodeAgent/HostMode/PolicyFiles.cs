@@ -62,9 +62,13 @@ public static class PolicyFiles
         return text.ToString();
     }
 
+    /// <summary>A file in a policy directory that is read as policies: <c>*.yaml</c> or <c>*.yml</c>, not hidden.</summary>
+    public static bool IsPolicyFileName(string name) =>
+        !name.StartsWith('.') && (name.EndsWith(".yaml", StringComparison.Ordinal) || name.EndsWith(".yml", StringComparison.Ordinal));
+
     private static IEnumerable<string> PolicyFilesIn(string directory) =>
         Directory.EnumerateFiles(directory)
-            .Where(f => !Path.GetFileName(f).StartsWith('.') && (f.EndsWith(".yaml", StringComparison.Ordinal) || f.EndsWith(".yml", StringComparison.Ordinal)))
+            .Where(f => IsPolicyFileName(Path.GetFileName(f)))
             .Order(StringComparer.Ordinal);
 
     private static void LoadFile(string path, List<PolicyDocument> policies, List<PolicyProblem> problems)

@@ -112,6 +112,8 @@ public sealed class AgentLoop(
     // its PeriodicTimer) reachable from the loop whatever the GC does, between ticks too (CompactWhenIdle collects).
     private readonly List<Task> _background = [];
     private Task? _retry;
+    private Task? _lookAgain;
+    private HashSet<string> _warned = new(StringComparer.Ordinal);
     private Task? _compaction;
     private bool _compact = true; // the start: cache, first read, first plan
     private long _allocatedAtCompaction;
@@ -249,7 +251,7 @@ public sealed class AgentLoop(
         catch (Exception e) when (e is not OperationCanceledException)
         {
             // The engine reads, plans and writes in one call; of what it throws, only saving the state cache
-            // does file I/O (process failures come back as FirewallWriteException).
+            // does file I/O (process failures come back as FirewallToolException).
             reconcile?.Failed(stage == ApplyStages.Firewall && e is IOException or UnauthorizedAccessException ? ApplyStages.Cache : stage, e);
             throw;
         }
@@ -287,9 +289,17 @@ public sealed class AgentLoop(
             logger.LogInformation("repaired drift ({Reason}): rules back {Latency:F1} ms after the change was seen", reason, latency.TotalMilliseconds);
         }
 
-        foreach (var warning in result.Plan.Warnings)
+        // A warning is logged when it appears, not again at every pass while it holds.
+        var warnings = result.Plan.Warnings.ToHashSet(StringComparer.Ordinal);
+        foreach (var warning in result.Plan.Warnings.Where(w => !_warned.Contains(w)))
         {
             logger.LogWarning("{Warning}", warning);
+        }
+
+        _warned = warnings;
+        if (result.Plan.Strategy?.LookAgainIn is { } wait && _lookAgain is not { IsCompleted: false })
+        {
+            _lookAgain = MarkDirtyLaterAsync(wait, Causes.TailscaleSettled);
         }
 
         if (result.Wrote)
@@ -321,7 +331,9 @@ public sealed class AgentLoop(
                 view.State == BackendState.Running)
             : null;
         MarkDirty(Causes.Tailscale);
+        // Never with the nftables runner: in nodivert nothing calls its chains, and the agent can only refuse (see PlanNative).
         if (options.EnforceNoDivert && localApi is not null && view.Reachable && view.Prefs?.NetfilterMode == NetfilterMode.On
+            && view.Prefs.NetfilterKind != "nftables" && reconciler.Runner != TailscaleRunner.Nftables
             && Interlocked.Exchange(ref _enforcing, 1) == 0)
         {
             _ = EnforceNoDivertAsync(localApi);
@@ -370,12 +382,14 @@ public sealed class AgentLoop(
         }
     }
 
-    private async Task RetryAsync(TimeSpan delay, CancellationToken cancellationToken)
+    private Task RetryAsync(TimeSpan delay, CancellationToken cancellationToken) => MarkDirtyLaterAsync(delay, Causes.Retry, cancellationToken);
+
+    private async Task MarkDirtyLaterAsync(TimeSpan delay, string cause, CancellationToken cancellationToken = default)
     {
         try
         {
             await Task.Delay(delay, time, cancellationToken);
-            MarkDirty(Causes.Retry);
+            MarkDirty(cause);
         }
         catch (OperationCanceledException)
         {

@@ -23,6 +23,9 @@ public sealed class Reconciler(HostFirewall firewall, FirewallSettings settings,
 
     private FirewallSettings Current => settings with { Hint = Hint };
 
+    /// <summary>The runner tailscaled was last seen writing with (null before any pass told).</summary>
+    public TailscaleRunner? Runner => firewall.Previous.Runner;
+
     /// <summary>tailscaled's stateful filtering as last seen; seeds the planner while ts-forward is being rebuilt.</summary>
     public bool? Stateful { get; private set; }
 

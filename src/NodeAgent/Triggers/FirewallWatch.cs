@@ -22,8 +22,11 @@ public static class Causes
     public const string LegacyPoll = "iptables-legacy poll";
     public const string Tailscale = "tailscaled state or prefs";
 
+    /// <summary>A pass that waited for tailscaled to settle (its jumps gone, its chains still full) looks again.</summary>
+    public const string TailscaleSettled = "tailscaled settled";
+
     /// <summary>A write after one of these repairs drift: someone else changed the firewall (or tailscaled rebuilt it).</summary>
-    public static bool IsRepair(string cause) => cause is FirewallEvent or LegacyPoll or Tailscale or PeriodicResync;
+    public static bool IsRepair(string cause) => cause is FirewallEvent or LegacyPoll or Tailscale or PeriodicResync or TailscaleSettled;
 }
 
 /// <summary>
