@@ -17,6 +17,7 @@ internal sealed partial class AgentProcess : IDisposable
     private readonly Process _process;
     private readonly List<LoggedRepair> _repairs = [];
     private readonly Queue<string> _tail = new();
+    private readonly List<string> _lines = [];
     private readonly Lock _lock = new();
 
     public AgentProcess(string program, IEnumerable<string> arguments)
@@ -61,6 +62,26 @@ internal sealed partial class AgentProcess : IDisposable
 
     public int FailedReconciles { get; private set; }
 
+    /// <summary>How many lines the agent has logged so far (to read what it logs from here on).</summary>
+    public int LineCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _lines.Count;
+            }
+        }
+    }
+
+    public IReadOnlyList<string> LinesSince(int index)
+    {
+        lock (_lock)
+        {
+            return [.. _lines.Skip(index)];
+        }
+    }
+
     private void OnLine(string? line)
     {
         if (line is null)
@@ -76,6 +97,7 @@ internal sealed partial class AgentProcess : IDisposable
             }
 
             _tail.Enqueue(line);
+            _lines.Add(line);
             if (RepairLine().Match(line) is { Success: true } m)
             {
                 _repairs.Add(new LoggedRepair(Clock.NowMs(), m.Groups["cause"].Value, double.Parse(m.Groups["ms"].Value, CultureInfo.InvariantCulture)));

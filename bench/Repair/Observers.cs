@@ -53,6 +53,9 @@ internal abstract class Observer : IDisposable
 
     public bool Exited => _process.HasExited;
 
+    /// <summary>Returns once the observer has seen the table as it is now; every change after that is recorded.</summary>
+    public abstract Task WaitReadyAsync(CancellationToken cancellationToken);
+
     protected abstract void OnLine(double ms, string line);
 
     private void Read()
@@ -82,15 +85,22 @@ internal abstract class Observer : IDisposable
     }
 }
 
-/// <summary><c>nft -a monitor ruleset</c> in the namespace: every change to nf_tables, as it happens.</summary>
+/// <summary>
+/// <c>nft -a monitor</c> in the namespace: every change to nf_tables, as it happens. The state is recorded at the end
+/// of each transaction (the <c># new generation</c> line nft prints after its events; <c>monitor ruleset</c> leaves
+/// it out), so the rules of one transaction, which the kernel swaps in at once, never show half applied.
+/// </summary>
 internal sealed class NftMonitor : Observer
 {
     private const string ReadyTable = "tsrbready";
     private readonly NftFilterTable _table = new();
+    private readonly Lock _lock = new();
+    private readonly string _netns;
     private volatile bool _ready;
 
-    public NftMonitor(string netns) : base(netns, "nft monitor", "nft", "-a", "monitor", "ruleset")
+    public NftMonitor(string netns) : base(netns, "nft monitor", "nft", "-a", "monitor")
     {
+        _netns = netns;
     }
 
     protected override void OnLine(double ms, string line)
@@ -100,17 +110,28 @@ internal sealed class NftMonitor : Observer
             _ready = true;
         }
 
-        if (_table.Apply(line) || Timeline.Latest is null)
+        lock (_lock)
         {
-            Timeline.Record(ms, _table.State);
+            var endOfTransaction = line.StartsWith("# new generation ", StringComparison.Ordinal);
+            if (!endOfTransaction)
+            {
+                _table.Apply(line);
+            }
+
+            if (endOfTransaction || Timeline.Latest is null)
+            {
+                Timeline.Record(ms, _table.State);
+            }
         }
     }
 
     /// <summary>
     /// Waits until the monitor is subscribed: nft prints nothing when it starts, so a throwaway table is added
-    /// (and deleted) until its event comes through. Done before tailscaled and the agent start, so no event is missed.
+    /// (and deleted) until its event comes through; then takes in what the table already holds (tailscaled may have
+    /// written it before the monitor started). Done before the agent starts and while tailscaled is settled, so
+    /// no change falls between the listing and the events.
     /// </summary>
-    public async Task WaitReadyAsync(Netns ns, CancellationToken cancellationToken)
+    public override async Task WaitReadyAsync(CancellationToken cancellationToken)
     {
         for (var attempt = 0; !_ready; attempt++)
         {
@@ -119,9 +140,18 @@ internal sealed class NftMonitor : Observer
                 throw new BenchException($"nft monitor did not start: {LastError}");
             }
 
-            ns.Try("nft", "add", "table", "ip", ReadyTable);
-            ns.Try("nft", "delete", "table", "ip", ReadyTable);
+            Sh.Run("ip", "netns", "exec", _netns, "nft", "add", "table", "ip", ReadyTable);
+            Sh.Run("ip", "netns", "exec", _netns, "nft", "delete", "table", "ip", ReadyTable);
             await Task.Delay(100, cancellationToken);
+        }
+
+        var listing = Sh.Run("ip", "netns", "exec", _netns, "nft", "-a", "list", "table", "ip", "filter");
+        lock (_lock)
+        {
+            if ((listing.Succeeded && _table.Seed(listing.StdOut)) || Timeline.Latest is null)
+            {
+                Timeline.Record(Clock.NowMs(), _table.State);
+            }
         }
     }
 }
@@ -187,7 +217,7 @@ internal sealed class LegacySampler : Observer
         _mark = mark;
     }
 
-    public async Task WaitReadyAsync(CancellationToken cancellationToken)
+    public override async Task WaitReadyAsync(CancellationToken cancellationToken)
     {
         for (var attempt = 0; Timeline.Latest is null; attempt++)
         {

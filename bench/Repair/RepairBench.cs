@@ -29,7 +29,7 @@ internal sealed record BackendResult(
 /// Runs the agent against the tailscaled emulator in one fresh namespace per back end and rewrites tailscaled's
 /// chains again and again, timing from outside how long our rules stay gone.
 /// </summary>
-internal sealed class RepairBench(Options options, CancellationToken cancellationToken)
+internal sealed class RepairBench(Options options, CancellationToken cancellationToken) : IBench
 {
     private readonly List<string> _namespaces = [];
 
@@ -49,6 +49,10 @@ internal sealed class RepairBench(Options options, CancellationToken cancellatio
 
     /// <summary>The back ends measured so far: when a later one fails, the report still shows these.</summary>
     public List<BackendResult> Results { get; } = [];
+
+    public IReadOnlyList<string> Finished => [.. Results.Select(r => r.Label)];
+
+    public void Print(TextWriter output) => Report.Print(Results, options, output);
 
     public async Task RunAsync()
     {
@@ -75,12 +79,7 @@ internal sealed class RepairBench(Options options, CancellationToken cancellatio
         {
             // The observer starts first, in the empty namespace, so it sees every rule from the first one on.
             using Observer observer = backend == "legacy" ? new LegacySampler(ns.Name) : new NftMonitor(ns.Name);
-            await (observer switch
-            {
-                NftMonitor nft => nft.WaitReadyAsync(ns, cancellationToken),
-                LegacySampler legacy => legacy.WaitReadyAsync(cancellationToken),
-                _ => Task.CompletedTask,
-            });
+            await observer.WaitReadyAsync(cancellationToken);
 
             using var tailscaled = new TailscaledEmulator(ns.Name, backend);
             Emulate(tailscaled, "start", "on");
@@ -95,8 +94,8 @@ internal sealed class RepairBench(Options options, CancellationToken cancellatio
                     : ["--legacy-poll-interval", pollSeconds.ToString(CultureInfo.InvariantCulture), "--resync-interval", "3600"],
             ];
             using var agent = new AgentProcess(options.AgentPath, arguments);
-            var baseline = await WaitInSyncAsync(observer, agent);
-            Console.Error.WriteLine($"[{label}] agent in sync: {baseline.In} rule(s) of ours in ts-input, {baseline.Fwd} in ts-forward");
+            var baseline = await Sync.WaitInSyncAsync(observer, agent, options, cancellationToken);
+            Console.Error.WriteLine($"[{label}] agent in sync: {baseline.In} rule(s) of ours in ts-input, {baseline.Fwd} in ts-forward ({baseline.Layout})");
             if (backend == "legacy")
             {
                 // The agent's legacy poll takes its reference at its first tick, one interval after start, and
@@ -124,7 +123,7 @@ internal sealed class RepairBench(Options options, CancellationToken cancellatio
                 }
 
                 var commandsDone = Clock.NowMs();
-                await WaitSettledAsync(observer, agent, baseline, $"rewrite {i + 1}");
+                await Sync.WaitSettledAsync(observer, agent, baseline, $"rewrite {i + 1}", options, cancellationToken);
                 var measured = observer.Timeline.Measure(from, Clock.NowMs(), baseline);
                 if (i < 0)
                 {
@@ -169,67 +168,6 @@ internal sealed class RepairBench(Options options, CancellationToken cancellatio
         catch (InvalidOperationException e)
         {
             throw new BenchException($"the tailscaled emulator failed on '{string.Join(' ', command)}': {e.Message}");
-        }
-    }
-
-    /// <summary>The agent's first apply: our rules in both chains, then nothing changing for the settle time.</summary>
-    private async Task<Baseline> WaitInSyncAsync(Observer observer, AgentProcess agent)
-    {
-        var deadline = Clock.NowMs() + options.RewriteTimeout.TotalMilliseconds;
-        while (true)
-        {
-            CheckAlive(observer, agent, "the first apply");
-            if (observer.Timeline.Latest is { } latest && latest.State is { OursIn: > 0, OursFwd: > 0 }
-                && Clock.NowMs() - QuietSince(observer) >= options.Settle.TotalMilliseconds)
-            {
-                return new Baseline(latest.State.OursIn, latest.State.OursFwd);
-            }
-
-            if (Clock.NowMs() > deadline)
-            {
-                throw new BenchException($"the agent did not apply its rules within {options.RewriteTimeout.TotalSeconds:F0} s; its log ends:\n{agent.Tail}");
-            }
-
-            await Task.Delay(20, cancellationToken);
-        }
-    }
-
-    /// <summary>After a rewrite: our rules all back, and nothing changing for the settle time.</summary>
-    private async Task WaitSettledAsync(Observer observer, AgentProcess agent, Baseline baseline, string what)
-    {
-        var deadline = Clock.NowMs() + options.RewriteTimeout.TotalMilliseconds;
-        while (true)
-        {
-            CheckAlive(observer, agent, what);
-            if (observer.Timeline.Latest is { } latest && latest.State.Complete(baseline)
-                && Clock.NowMs() - QuietSince(observer) >= options.Settle.TotalMilliseconds)
-            {
-                return;
-            }
-
-            if (Clock.NowMs() > deadline)
-            {
-                throw new BenchException($"{what}: our rules were not back within {options.RewriteTimeout.TotalSeconds:F0} s ({observer.Timeline.Latest?.State}); the agent's log ends:\n{agent.Tail}");
-            }
-
-            await Task.Delay(20, cancellationToken);
-        }
-    }
-
-    /// <summary>nft monitor: the last event of any kind; the legacy loop prints all the time, so there the last change that matters.</summary>
-    private static double QuietSince(Observer observer) =>
-        observer is NftMonitor ? Math.Max(observer.LastLineMs, observer.Timeline.Latest?.Since ?? 0) : observer.Timeline.Latest?.Since ?? 0;
-
-    private static void CheckAlive(Observer observer, AgentProcess agent, string what)
-    {
-        if (agent.Exited)
-        {
-            throw new BenchException($"{what}: the agent exited; its log ends:\n{agent.Tail}");
-        }
-
-        if (observer.Exited)
-        {
-            throw new BenchException($"{what}: {observer.What} exited: {observer.LastError}");
         }
     }
 }
