@@ -270,11 +270,11 @@ public sealed class HostFirewall(ICommandRunner runner, ILogger? logger = null)
             strategy = strategy with { Reason = mode.Reason, LookAgainIn = settling }; // kept InChain until nodivert settles
         }
 
-        // Into a chain only once it holds tailscaled's drop (see InChainLayout): one write per rebuild. Refused: not even the
+        // Into a chain only once tailscaled will not flush it again (see InChainLayout): one write per rebuild. Refused: not even the
         // sets, which nothing would use.
         var nftSets = sets is null || incompatible is not null ? null : NftLayout.Sets(sets);
         var nftRules = sets is null || incompatible is not null ? []
-            : NftLayout.Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? v4.InputDrop : v4.ForwardDrop).ToList();
+            : NftLayout.Rules(tun, stateful).Where(r => InChainLayout.Settled(v4, r.Chain)).ToList();
         // tailscaled's chains gone (down, stopping, restarting): nothing of ours is used, so nothing changes until they are
         // back; the sets stay as they are rather than going and coming with every restart.
         var script = sets is not null && !v4.Any ? null : NftLayout.Plan(nftSets, nftRules, nft, ownAll: true);

@@ -66,18 +66,19 @@ public class StrategyTests
     }
 
     [Fact]
-    public void InChain_writes_into_a_chain_only_once_it_holds_tailscaleds_drop()
+    public void InChain_writes_into_a_chain_only_once_tailscaled_will_not_flush_it_again()
     {
         var sets = IndirectLayout.Sets(new Exemptions([new SourceExemption(IPNetwork.Parse("100.64.0.0/24"), [])], [IPNetwork.Parse("100.64.0.0/24")]));
-        Dictionary<IpFamily, TailscaleChains> Chains(TailscaleChains v4) => new() { [IpFamily.V4] = v4 };
+        int Rules(TailscaleChains v4) =>
+            InChainLayout.Build(sets, "tailscale0", new Dictionary<IpFamily, TailscaleChains> { [IpFamily.V4] = v4 }, stateful: false).Tables(IpFamily.V4).Single().Hooks.Count;
 
-        var building = InChainLayout.Build(sets, "tailscale0", Chains(Hooked with { InputDrop = false, ForwardDrop = false }), stateful: false);
-        var inputOnly = InChainLayout.Build(sets, "tailscale0", Chains(Hooked with { ForwardDrop = false }), stateful: false);
-        var built = InChainLayout.Build(sets, "tailscale0", Chains(Hooked), stateful: false);
-
-        Assert.Empty(building.Tables(IpFamily.V4).Single().Hooks);
-        Assert.All(inputOnly.Tables(IpFamily.V4).Single().Hooks, h => Assert.Equal(Names.TsInput, h.Chain));
-        Assert.Equal(3, built.Tables(IpFamily.V4).Single().Hooks.Count);
+        // Made, not hooked, not filled: tailscaled flushes them before it adds its jumps.
+        Assert.Equal(0, Rules(Unhooked with { InputDrop = false, ForwardDrop = false }));
+        // Hooked: the flush is behind it, so the exemptions go in before the drop does (no moment of the drop alone).
+        Assert.Equal(3, Rules(Hooked with { InputDrop = false, ForwardDrop = false }));
+        // Unhooked with the drops (nodivert, or a stop part-way): they stay until the chain is flushed.
+        Assert.Equal(3, Rules(Unhooked));
+        Assert.Equal(2, Rules(Unhooked with { ForwardDrop = false }));
     }
 
     [Fact]

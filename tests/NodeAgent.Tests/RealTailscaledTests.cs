@@ -26,6 +26,14 @@ public sealed class RealNftablesOnTests(RealNftablesOn lab, ITestOutputHelper ou
 [Collection("netns")]
 public sealed class RealNftablesNodivertTests(RealNftablesNodivert lab, ITestOutputHelper output) : RealTailscaledTests(lab, output), IClassFixture<RealNftablesNodivert>;
 
+// Without a reachable LocalAPI the agent tells mode on from nodivert by the firewall alone, where a mode-on stop and start
+// look like nodivert for a moment (its jumps go first and come last): iptables-nft in mode on is where the agent, tried
+// that way, flipped its strategy at every restart.
+[Collection("netns")]
+public sealed class RealNftOnWithoutLocalApiTests(RealNftOnWithoutLocalApi lab, ITestOutputHelper output) : RealTailscaledTests(lab, output), IClassFixture<RealNftOnWithoutLocalApi>;
+
+public sealed class RealNftOnWithoutLocalApi() : RealTailnetFixture("nft", "on", localApi: false);
+
 public sealed class RealLegacyOn() : RealTailnetFixture("legacy", "on");
 
 public sealed class RealLegacyNodivert() : RealTailnetFixture("legacy", "nodivert");
@@ -65,7 +73,8 @@ public static class RealSteps
 /// One lab on the real tailscaled for one runner x mode: built when the first case needs it, then the baseline (every
 /// step without the agent, what tailscaled logs on its own), then the agent on u2 for the rest of the cases.
 /// </summary>
-public abstract class RealTailnetFixture(string runner, string mode) : IDisposable
+/// <param name="localApi">Whether the agent is given tailscaled's LocalAPI socket (false: a path where there is none).</param>
+public abstract class RealTailnetFixture(string runner, string mode, bool localApi = true) : IDisposable
 {
     private readonly TempDir _dir = new();
     private readonly Lock _lock = new();
@@ -184,7 +193,7 @@ public abstract class RealTailnetFixture(string runner, string mode) : IDisposab
     {
         _agent = new RunningAgent(
             "run", "--policy-file", _dir.File("seed.yaml", Policies.Seed), "--netns", Lab.Ns("u2"), "--state-dir", _dir.Sub("state"),
-            "--tailscale-socket", Lab.Socket("u2"), "--resync-interval", "300", "--legacy-poll-interval", "0.25");
+            "--tailscale-socket", localApi ? Lab.Socket("u2") : Path.Combine(_dir.Path, "no-tailscaled.sock"), "--resync-interval", "300", "--legacy-poll-interval", "0.25");
         var agent = _agent;
         if (DropInForce(runner, mode))
         {

@@ -43,9 +43,14 @@ public static class InChainLayout
         new(
             "filter",
             new Dictionary<string, IReadOnlyList<string>>(),
-            // Only into a chain that holds tailscaled's drop: before it is there nothing needs cancelling, and tailscaled
-            // builds its chains with dozens of commands (flush, jumps, rules) after which a rule written early would be
-            // gone; waiting for the drop makes one write per rebuild. And never a ts-* chain made by us, which would
-            // break tailscaled's nftables runner.
-            Rules(tun, stateful).Where(r => r.Chain == Names.TsInput ? ts.InputDrop : ts.ForwardDrop).ToList());
+            // Only into a chain that tailscaled will not flush again in this rebuild: it flushes its chains before it adds
+            // its jumps (mode on: make the chains, flush them, jump to them, fill them), so once its jumps are there, or
+            // its drop is (a stop part-way: jumps deleted first), a rule at the top stays, and it is there before the drop
+            // is: one write per rebuild and no moment of the drop without the exemption. Earlier, a rule would be flushed
+            // and written again. And never a ts-* chain made by us, which would break tailscaled's nftables runner.
+            Rules(tun, stateful).Where(r => Settled(ts, r.Chain)).ToList());
+
+    /// <summary>Whether our rules in <paramref name="chain"/> would stay there: see <see cref="Filter"/>.</summary>
+    public static bool Settled(TailscaleChains ts, string chain) =>
+        chain == Names.TsInput ? ts.Input && (ts.PlainJumps || ts.InputDrop) : ts.Forward && (ts.PlainJumps || ts.ForwardDrop);
 }

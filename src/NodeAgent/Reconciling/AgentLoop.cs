@@ -346,15 +346,15 @@ public sealed class AgentLoop(
 
     /// <summary>
     /// See <see cref="QuietBeforeCopy"/>: how long to hold this plan's write, or null to write it now. An InChain plan made
-    /// while one of tailscaled's chains exists without its CGNAT drop yet (it is part-way through building them) is held
-    /// too: it could only write half of the exemptions, or remove the Indirect rules, and the drop's arrival brings the
-    /// pass that writes everything at once (tailscaled adds ts-forward's drop a few commands after ts-input's: without
-    /// this, every mode-on rebuild took two writes).
+    /// while one of tailscaled's chains exists, unhooked, without its CGNAT drop yet (part-way through a switch from
+    /// nodivert, before its jumps) is held too: it could only write half of the exemptions, or remove the Indirect rules,
+    /// and the jumps' or the drop's arrival brings the pass that writes everything at once (without this, a switch from
+    /// nodivert took two writes).
     /// </summary>
     private TimeSpan? Hold(FirewallPlan plan)
     {
         var waitsForDrop = plan.Strategy?.Strategy == Strategy.InChain
-            && plan.Tailscale.GetValueOrDefault(IpFamily.V4) is { } v4 && ((v4.Input && !v4.InputDrop) || (v4.Forward && !v4.ForwardDrop));
+            && plan.Tailscale.GetValueOrDefault(IpFamily.V4) is { PlainJumps: false } v4 && ((v4.Input && !v4.InputDrop) || (v4.Forward && !v4.ForwardDrop));
         if ((plan.Strategy?.Strategy != Strategy.Indirect && !waitsForDrop) || _firewall is not { LastChangeAt: > 0 } watch)
         {
             return null;
