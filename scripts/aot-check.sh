@@ -125,8 +125,9 @@ else
 fi
 
 # --- host mode run: first reconcile, then idle memory and CPU --------------------------------------------------
-# tailscaled (emulated) in nodivert with its iptables runner over iptables-nft: the agent hooks Tailscale's
-# chains (Indirect) and learns of changes from nft monitor events, so an idle agent has nothing to do.
+# tailscaled (emulated) in nodivert with its iptables runner over iptables-nft: the agent's hook chains hold the
+# exemptions and a copy of Tailscale's rules (Indirect), and it learns of changes from nft monitor events, so an idle
+# agent has nothing to do.
 TS_EMU_IPTABLES=nft ip netns exec "$NS" tests/fixtures/tailscaled-emu.sh --state "$WORK/tailscaled.state" start nodivert >"$WORK/tailscaled.log" 2>&1 \
   || fail "tailscaled emulator start"
 "$OUT/ts-cgnat-agent" run --policy-file deploy/systemd/policy.yaml --netns "$NS" --state-dir "$WORK/state" \
@@ -135,7 +136,7 @@ AGENT_PID=$!
 
 first_reconcile() {
   local deadline=$((SECONDS + 30))
-  until ip netns exec "$NS" iptables-nft-save -t filter 2>/dev/null | grep -q -- '-A TSCGNAT-INPUT -j ts-input' \
+  until ip netns exec "$NS" iptables-nft-save -t filter 2>/dev/null | grep -q -- '-A TSCGNAT-INPUT -s 100.64.0.0/10 ! -i tailscale0 -j DROP' \
     && ip netns exec "$NS" ipset list TSCGNAT-SRCIF4 2>/dev/null | grep -q '100.100.0.0/16,eth0'; do
     if ! kill -0 "$AGENT_PID" 2>/dev/null || [ $SECONDS -ge $deadline ]; then cat "$WORK/agent.log"; return 1; fi
     sleep 0.2
