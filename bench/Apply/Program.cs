@@ -185,14 +185,7 @@ internal sealed class Bench(Options options, CancellationToken cancellationToken
     }
 
     /// <summary>Our namespaces that <c>ip netns list</c> still shows.</summary>
-    public List<string> LeftoverNamespaces()
-    {
-        var listed = Sh.Run("ip", "netns", "list").StdOut
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ')[0])
-            .ToHashSet(StringComparer.Ordinal);
-        return [.. _namespaces.Where(listed.Contains)];
-    }
+    public List<string> LeftoverNamespaces() => Netns.StillListed(_namespaces);
 
     public async Task RunAsync()
     {

@@ -65,14 +65,7 @@ internal sealed class RealBench(Options options, CancellationToken cancellationT
         _ => throw new ArgumentOutOfRangeException(nameof(step), step, "no such step"),
     };
 
-    public List<string> LeftoverNamespaces()
-    {
-        var listed = Sh.Run("ip", "netns", "list").StdOut
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ')[0])
-            .ToHashSet(StringComparer.Ordinal);
-        return [.. _namespaces.Where(listed.Contains)];
-    }
+    public List<string> LeftoverNamespaces() => Netns.StillListed(_namespaces);
 
     public async Task RunAsync()
     {

@@ -38,14 +38,7 @@ internal sealed class RepairBench(Options options, CancellationToken cancellatio
     public static string LoadAverage() => File.ReadAllText("/proc/loadavg").Trim();
 
     /// <summary>Our namespaces that <c>ip netns list</c> still shows.</summary>
-    public List<string> LeftoverNamespaces()
-    {
-        var listed = Sh.Run("ip", "netns", "list").StdOut
-            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
-            .Select(l => l.Split(' ')[0])
-            .ToHashSet(StringComparer.Ordinal);
-        return [.. _namespaces.Where(listed.Contains)];
-    }
+    public List<string> LeftoverNamespaces() => Netns.StillListed(_namespaces);
 
     /// <summary>The back ends measured so far: when a later one fails, the report still shows these.</summary>
     public List<BackendResult> Results { get; } = [];

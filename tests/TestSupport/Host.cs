@@ -131,6 +131,16 @@ public static class UniqueName
 /// <summary>A network namespace made for one test and always deleted.</summary>
 public sealed class Netns : IDisposable
 {
+    /// <summary>Which of <paramref name="names"/> <c>ip netns list</c> still shows (what a run made and did not delete).</summary>
+    public static List<string> StillListed(IEnumerable<string> names)
+    {
+        var listed = Sh.Run("ip", "netns", "list").StdOut
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ')[0])
+            .ToHashSet(StringComparer.Ordinal);
+        return [.. names.Where(listed.Contains)];
+    }
+
     public Netns(string prefix = "tsc")
     {
         Name = UniqueName.For(prefix);
